@@ -1,0 +1,1 @@
+"""Subcommands of the ``ropekit`` CLI, one module each."""

@@ -1,0 +1,36 @@
+"""Pure math and the reference: configs, frequencies, precise tables, the oracle apply."""
+
+from ropekit.core.config import RopeConfig
+from ropekit.core.frequencies import ROPE_FREQUENCIES, compute_frequencies
+from ropekit.core.reference import apply_rotary_ref, rotate_qk_ref
+from ropekit.core.scaling import (
+    NTK,
+    DynamicNTK,
+    Linear,
+    Llama3,
+    LongRoPE,
+    Proportional,
+    Scaling,
+    YaRN,
+    scaling_from_factor,
+)
+from ropekit.core.tables import cos_sin, cos_sin_table
+
+__all__ = [
+    "NTK",
+    "ROPE_FREQUENCIES",
+    "DynamicNTK",
+    "Linear",
+    "Llama3",
+    "LongRoPE",
+    "Proportional",
+    "RopeConfig",
+    "Scaling",
+    "YaRN",
+    "apply_rotary_ref",
+    "compute_frequencies",
+    "cos_sin",
+    "cos_sin_table",
+    "rotate_qk_ref",
+    "scaling_from_factor",
+]

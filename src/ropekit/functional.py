@@ -1,0 +1,86 @@
+"""Functional entry point: rotate q and k from a cos/sin table, on the backend you pick.
+
+Backends (chosen at call time, never at import):
+
+- ``"reference"``: :func:`ropekit.core.reference.rotate_qk_ref`, the oracle.
+- ``"auto"``: the fastest correct path for the tensors' device (falls back to the reference).
+
+Further backends (``"triton"``, ``"cpu"``) register in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ropekit.core.reference import Layout, rotate_qk_ref
+from ropekit.core.validation import check_choice
+
+__all__ = ["BACKENDS", "apply_rotary", "pick_backend"]
+
+RotateFn = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]
+
+#: name -> function with the signature of :func:`rotate_qk_ref` plus ``inplace``.
+BACKENDS: dict[str, RotateFn] = {}
+
+
+def _reference(q, k, cos_table, sin_table, *, inplace: bool = False, **kw):  # type: ignore[no-untyped-def]
+    q2, k2 = rotate_qk_ref(q, k, cos_table, sin_table, **kw)
+    if not inplace:
+        return q2, k2
+    q.copy_(q2)
+    if k is not None and k2 is not None:
+        k.copy_(k2)
+    return q, k
+
+
+BACKENDS["reference"] = _reference
+
+
+def pick_backend(q: torch.Tensor, backend: str = "auto") -> str:
+    """Resolve ``backend="auto"`` for ``q``'s device; validate explicit names."""
+    check_choice("backend", backend, ["auto", *BACKENDS])
+    if backend != "auto":
+        return backend
+    if q.device.type == "cuda" and "triton" in BACKENDS:
+        return "triton"
+    if q.device.type == "cpu" and "cpu" in BACKENDS:
+        return "cpu"
+    return "reference"
+
+
+def apply_rotary(
+    q: torch.Tensor,
+    k: torch.Tensor | None,
+    cos_table: torch.Tensor,
+    sin_table: torch.Tensor,
+    *,
+    positions: torch.Tensor | None = None,
+    offset: int | torch.Tensor = 0,
+    cu_seqlens: torch.Tensor | None = None,
+    layout: Layout = "half",
+    inplace: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rotate ``q`` ``(batch, seqlen, q_heads, head_dim)`` and ``k`` ``(batch, seqlen, kv_heads, head_dim)``.
+
+    ``cos_table``/``sin_table``: ``(table_len, rotary_dim // 2)`` float32 (see
+    :func:`ropekit.core.tables.cos_sin_table`). Positions: ``positions`` (``(seqlen,)`` or
+    ``(batch, seqlen)`` ints) or contiguous from ``offset``; packed ``(total, heads, head_dim)``
+    inputs take ``cu_seqlens``. ``layout``: ``"half"`` (NeoX/HF, i <-> i + d/2) or
+    ``"interleaved"`` (GPT-J, 2i <-> 2i+1).
+
+    >>> import torch, ropekit
+    >>> cfg = ropekit.RopeConfig(head_dim=8)
+    >>> cos, sin = cfg.cos_sin_table(16)
+    >>> q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 4, 1, 8)
+    >>> q2, k2 = apply_rotary(q, k, cos, sin, offset=2, backend="reference")
+    >>> q2.shape
+    torch.Size([1, 4, 3, 8])
+    """
+    name = pick_backend(q, backend)
+    return BACKENDS[name](
+        q, k, cos_table, sin_table,
+        positions=positions, offset=offset, cu_seqlens=cu_seqlens, layout=layout, inplace=inplace,
+    )

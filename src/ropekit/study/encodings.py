@@ -1,0 +1,247 @@
+"""Pluggable position encodings for the study model.
+
+Each encoding acts at up to three places, and the model calls all three:
+
+- ``add_to_embeddings(x)``: absolute encodings add a vector per position; ``x`` is ``(batch, seqlen, d_model)``.
+- ``rotate(q, k)``: rotary encodings turn q ``(batch, seqlen, q_heads, head_dim)`` and
+  k ``(batch, seqlen, kv_heads, head_dim)``.
+- ``attention_bias(seqlen, device, dtype)``: an additive ``(q_heads, seqlen, seqlen)`` mask that already
+  contains the causal ``-inf`` (ALiBi), or ``None`` for plain causal attention.
+
+RoPE goes through ropekit's public API only: :class:`ropekit.RopeConfig` for frequencies,
+:func:`ropekit.scaling_from_factor` for PI / NTK / dynamic NTK / YaRN at evaluation time,
+:func:`ropekit.core.tables.cos_sin_table` for the precise table and :func:`ropekit.functional.apply_rotary`
+for the rotation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ropekit.core.validation import check_choice, check_positive, check_positive_int
+
+__all__ = [
+    "ENCODINGS",
+    "EVAL_SCALINGS",
+    "ALiBi",
+    "Learned",
+    "NoPE",
+    "PositionEncoding",
+    "Rotary",
+    "Sinusoidal",
+    "alibi_slopes",
+    "make_encoding",
+    "sinusoidal_table",
+]
+
+ENCODINGS: tuple[str, ...] = ("nope", "learned", "sinusoidal", "alibi", "rope")
+#: evaluation-time RoPE scalings, names as in :func:`ropekit.scaling_from_factor` ("linear" = PI).
+EVAL_SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "dynamic", "yarn")
+
+
+class PositionEncoding(nn.Module):
+    """No-op base: this is exactly NoPE (causal attention alone carries order)."""
+
+    name = "nope"
+
+    def add_to_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+    def attention_bias(self, seqlen: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        return None
+
+
+class NoPE(PositionEncoding):
+    """No position information (Haviv et al. 2022; Kazemnejad et al. 2023)."""
+
+
+class Learned(PositionEncoding):
+    """Learned absolute positions: a ``(max_len, d_model)`` table added to the token embeddings.
+
+    Rows at positions never seen in training receive no gradient and keep their initialisation,
+    which is what running a learned table past its trained length means.
+    """
+
+    name = "learned"
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        self.max_len = check_positive_int("max_len", max_len)
+        self.table = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def add_to_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.max_len:
+            raise ValueError(f"seqlen={x.shape[1]} exceeds the learned table's max_len={self.max_len}.")
+        return x + self.table.weight[: x.shape[1]]
+
+
+def sinusoidal_table(length: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """Vaswani et al. (2017): PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(p / base^(2i/d)).
+
+    Formed in float64, returned as float32 ``(length, d_model)``.
+
+    >>> sinusoidal_table(3, 4)[1, :2]
+    tensor([0.8415, 0.5403])
+    """
+    if d_model % 2:
+        raise ValueError(f"d_model must be even for sinusoidal positions, got {d_model}.")
+    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    ang = torch.arange(length, dtype=torch.float64)[:, None] * inv
+    return torch.stack((ang.sin(), ang.cos()), dim=-1).flatten(-2).float()
+
+
+class Sinusoidal(PositionEncoding):
+    """Fixed sinusoidal absolute positions added to the (scaled) token embeddings."""
+
+    name = "sinusoidal"
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self._cache: torch.Tensor | None = None
+
+    def add_to_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        if self._cache is None or self._cache.shape[0] < n or self._cache.device != x.device:
+            self._cache = sinusoidal_table(max(n, 1), self.d_model).to(x.device)
+        return x + self._cache[:n].to(x.dtype)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Press et al. (2022) head slopes, float64 ``(n_heads,)``.
+
+    A power of two n: the geometric sequence starting at 2^(-8/n) with that same ratio
+    (8 heads: 1/2, 1/4, ..., 1/256). Otherwise, as in the authors' code: the slopes of the closest
+    smaller power of two, then every other slope of twice that power.
+
+    >>> alibi_slopes(8)[[0, -1]].tolist()
+    [0.5, 0.00390625]
+    """
+    check_positive_int("n_heads", n_heads)
+
+    def pow2(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if n_heads & (n_heads - 1) == 0:
+        vals = pow2(n_heads)
+    else:
+        closest = 2 ** math.floor(math.log2(n_heads))
+        vals = pow2(closest) + pow2(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+class ALiBi(PositionEncoding):
+    """Attention with linear biases: logit(i, j) += -m_h * (i - j) for j <= i."""
+
+    name = "alibi"
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads).float(), persistent=False)
+        self._cache: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
+
+    def attention_bias(self, seqlen: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (seqlen, str(device), dtype)
+        if key not in self._cache:
+            pos = torch.arange(seqlen, device=device)
+            dist = (pos[None, :] - pos[:, None]).to(torch.float32)  # j - i, <= 0 on and below the diagonal
+            bias = self.slopes.to(device)[:, None, None] * dist
+            bias = bias.masked_fill(dist > 0, float("-inf"))
+            self._cache = {key: bias.to(dtype)}  # keep one length: evaluation walks lengths in order
+        return self._cache[key]
+
+
+class Rotary(PositionEncoding):
+    """RoPE from a :class:`ropekit.RopeConfig`, optionally p-RoPE, optionally scaled at evaluation.
+
+    ``fraction`` (p-RoPE, Barbero et al. 2025) keeps the fraction ``p`` of the *highest* frequencies of
+    the config's full set; the channels of the dropped lowest frequencies are left unrotated (p=1: RoPE).
+    ``set_scaling(method, factor)`` switches to ``ropekit.scaling_from_factor(method, factor,
+    original_max_position_embeddings=train_len)``; ``"none"`` restores plain RoPE. ``"dynamic"``
+    recomputes the frequencies from each forward's sequence length.
+    """
+
+    name = "rope"
+
+    def __init__(
+        self,
+        head_dim: int,
+        train_len: int,
+        *,
+        base: float = 10000.0,
+        layout: str = "half",
+        fraction: float = 1.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        import ropekit
+
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction (p-RoPE p) must be in (0, 1], got {fraction!r}.")
+        self.base_config = ropekit.RopeConfig(
+            head_dim=head_dim, base=check_positive("base", base), layout=layout, max_position_embeddings=train_len
+        )
+        self.train_len = train_len
+        half = self.base_config.rotary_dim // 2
+        self.n_keep = max(1, round(fraction * half))
+        self.fraction = fraction
+        self.backend = backend
+        self.config = self.base_config
+        self.scaling_name = "none"
+        self._cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def set_scaling(self, method: str, factor: float = 1.0) -> None:
+        import ropekit
+
+        check_choice("method", method, EVAL_SCALINGS)
+        scaling = None
+        if method != "none":
+            scaling = ropekit.scaling_from_factor(method, factor, original_max_position_embeddings=self.train_len)
+        self.config = self.base_config.replace(scaling=scaling)
+        self.scaling_name = method if scaling is not None else "none"
+        self._cache = {}
+
+    def tables(self, seqlen: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(seqlen, n_keep)`` float32 cos and sin (attention factor applied)."""
+        from ropekit.core.tables import cos_sin_table
+
+        key = (seqlen, str(device), self.scaling_name)
+        if key not in self._cache:
+            inv = self.config.inv_freq(seq_len=seqlen)[: self.n_keep]
+            cos, sin = cos_sin_table(inv, seqlen, self.config.attention_factor, device=torch.device("cpu"))
+            self._cache = {key: (cos.to(device), sin.to(device))}
+        return self._cache[key]
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from ropekit.functional import apply_rotary
+
+        cos, sin = self.tables(q.shape[1], q.device)
+        q2, k2 = apply_rotary(q, k, cos, sin, layout=self.config.layout, backend=self.backend)
+        assert k2 is not None
+        return q2, k2
+
+
+def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train_len: int, max_len: int,
+                  rope_base: float = 10000.0, rope_fraction: float = 1.0, rope_layout: str = "half",
+                  rope_backend: str = "auto") -> PositionEncoding:
+    """Build the encoding called ``name`` (one of :data:`ENCODINGS`)."""
+    check_choice("encoding", name, ENCODINGS)
+    if name == "nope":
+        return NoPE()
+    if name == "learned":
+        return Learned(d_model, max_len)
+    if name == "sinusoidal":
+        return Sinusoidal(d_model)
+    if name == "alibi":
+        return ALiBi(n_heads)
+    return Rotary(head_dim, train_len, base=rope_base, layout=rope_layout, fraction=rope_fraction,
+                  backend=rope_backend)
