@@ -24,7 +24,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ropekit", description="Rotary position embeddings: inspect, convert, evaluate.")
+    parser = argparse.ArgumentParser(
+        prog="ropekit", description="Rotary position embeddings: inspect, convert, evaluate, study."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, modname in COMMANDS.items():
         if importlib.util.find_spec(modname) is None:

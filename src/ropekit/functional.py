@@ -5,11 +5,16 @@ Backends (chosen at call time, never at import):
 - ``"reference"``: :func:`ropekit.core.reference.rotate_qk_ref`, the oracle.
 - ``"auto"``: the fastest correct path for the tensors' device (falls back to the reference).
 
-Further backends (``"triton"``, ``"cpu"``) register in :data:`BACKENDS`.
+- ``"triton"``: the fused Triton kernel (:mod:`ropekit.kernels.triton_rope`), CUDA tensors.
+- ``"cpu"``: the chunked CPU path (:mod:`ropekit.kernels.cpu`), CPU tensors.
+
+The fused backends are registered as thin wrappers that import :mod:`ropekit.kernels.dispatch` on
+their first call, so ``import ropekit`` never imports triton.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -38,12 +43,34 @@ def _reference(q, k, cos_table, sin_table, *, inplace: bool = False, **kw):  # t
 BACKENDS["reference"] = _reference
 
 
+def _lazy_backend(name: str) -> RotateFn:
+    def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from ropekit.kernels import dispatch
+
+        return getattr(dispatch, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+BACKENDS["triton"] = _lazy_backend("rotate_triton")
+BACKENDS["cpu"] = _lazy_backend("rotate_cpu")
+
+
+@functools.cache
+def _triton_importable() -> bool:
+    # Checked on the first CUDA call (not at import), then cached.
+    from ropekit.kernels.dispatch import triton_available
+
+    return triton_available()
+
+
 def pick_backend(q: torch.Tensor, backend: str = "auto") -> str:
     """Resolve ``backend="auto"`` for ``q``'s device; validate explicit names."""
     check_choice("backend", backend, ["auto", *BACKENDS])
     if backend != "auto":
         return backend
-    if q.device.type == "cuda" and "triton" in BACKENDS:
+    if q.device.type == "cuda" and "triton" in BACKENDS and _triton_importable():
         return "triton"
     if q.device.type == "cpu" and "cpu" in BACKENDS:
         return "cpu"

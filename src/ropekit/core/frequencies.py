@@ -15,7 +15,7 @@ import torch
 from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
 from ropekit.core.validation import check_choice, check_positive, check_rotary_dim
 
-__all__ = ["FrequencyFn", "ROPE_FREQUENCIES", "compute_frequencies", "default_inv_freq", "yarn_mscale"]
+__all__ = ["ROPE_FREQUENCIES", "FrequencyFn", "compute_frequencies", "default_inv_freq", "yarn_mscale"]
 
 FrequencyFn = Callable[[Scaling | None, int, float, "int | None"], tuple[torch.Tensor, float]]
 

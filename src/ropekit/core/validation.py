@@ -14,9 +14,9 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_positions",
     "check_positive",
     "check_positive_int",
-    "check_positions",
     "check_rotary_dim",
     "suggest",
 ]

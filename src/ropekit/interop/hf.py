@@ -11,10 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.scaling import DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
+from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
 from ropekit.core.validation import suggest
 
-__all__ = ["HF_ROPE_TYPES", "INTERLEAVED_MODEL_TYPES", "config_dict", "from_hf", "rope_dict"]
+__all__ = [
+    "HF_ROPE_TYPES",
+    "INTERLEAVED_MODEL_TYPES",
+    "config_dict",
+    "from_hf",
+    "rope_dict",
+    "to_hf",
+    "to_hf_per_layer_type",
+]
 
 #: HF rope_type names ropekit reads ("su" and "mrope" are legacy aliases HF also accepts).
 HF_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3", "proportional")
@@ -68,7 +76,8 @@ def _rope_type(p: Mapping[str, Any]) -> str:
     rt = p.get("rope_type", p.get("type", "default")) or "default"
     rt = _ALIASES.get(rt, rt)
     if rt not in HF_ROPE_TYPES:
-        raise ValueError(f"unknown HF rope_type {rt!r}; ropekit reads {list(HF_ROPE_TYPES)}." + suggest(rt, HF_ROPE_TYPES))
+        known = list(HF_ROPE_TYPES)
+        raise ValueError(f"unknown HF rope_type {rt!r}; ropekit reads {known}." + suggest(rt, known))
     return rt
 
 
@@ -86,6 +95,8 @@ def _scaling(rt: str, p: Mapping[str, Any], d: Mapping[str, Any]) -> Scaling | N
         return None
     if rt == "linear":
         return Linear(factor=_require(p, "factor", rt))
+    if rt == "dynamic" and p.get("alpha") is not None and p.get("factor") is None:
+        return NTK(alpha=p["alpha"])  # HunYuan's "dynamic" + alpha is a static NTK base change
     if rt == "dynamic":
         if max_pos is None:
             raise ValueError("HF rope_type 'dynamic' needs max_position_embeddings in the config.")
@@ -158,3 +169,160 @@ def from_hf(config: Any, *, layer_type: str | None = None) -> RopeConfig:
         max_position_embeddings=None if max_pos is None else int(max_pos),
         scaling=scaling,
     )
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+def _scaling_keys(cfg: RopeConfig) -> dict[str, Any]:
+    """rope_type and the scaling keys HF reads for ``cfg.scaling`` (no rope_theta / partial factor)."""
+    sc = cfg.scaling
+    if sc is None:
+        return {"rope_type": "default"}
+    if isinstance(sc, Linear):
+        return {"rope_type": "linear", "factor": sc.factor}
+    if isinstance(sc, DynamicNTK):
+        if cfg.max_position_embeddings not in (None, sc.original_max_position_embeddings):
+            raise ValueError(
+                f"HF 'dynamic' grows the base past config.max_position_embeddings, so it must equal "
+                f"DynamicNTK.original_max_position_embeddings={sc.original_max_position_embeddings}; got "
+                f"max_position_embeddings={cfg.max_position_embeddings}. Use cfg.replace(max_position_embeddings=...)."
+            )
+        return {"rope_type": "dynamic", "factor": sc.factor}
+    if isinstance(sc, NTK):
+        raise ValueError(
+            "HF has no generic static-NTK rope_type (HunYuan's 'dynamic'+'alpha' is model code); fold it into the "
+            "base with cfg.replace(base=cfg.base * alpha ** (d / (d - 2)), scaling=None), or use to_vllm()."
+        )
+    if isinstance(sc, Proportional):
+        return {"rope_type": "proportional", "partial_rotary_factor": sc.partial_rotary_factor, "factor": sc.factor}
+    if isinstance(sc, Llama3):
+        return {
+            "rope_type": "llama3",
+            "factor": sc.factor,
+            "original_max_position_embeddings": sc.original_max_position_embeddings,
+            "low_freq_factor": sc.low_freq_factor,
+            "high_freq_factor": sc.high_freq_factor,
+        }
+    if isinstance(sc, YaRN):
+        out: dict[str, Any] = {
+            "rope_type": "yarn",
+            "factor": sc.factor,
+            "original_max_position_embeddings": sc.original_max_position_embeddings,
+            "beta_fast": sc.beta_fast,
+            "beta_slow": sc.beta_slow,
+        }
+        for key in ("mscale", "mscale_all_dim", "attention_factor"):
+            if getattr(sc, key) is not None:
+                out[key] = getattr(sc, key)
+        if not sc.truncate:
+            out["truncate"] = False
+        return out
+    assert isinstance(sc, LongRoPE)
+    out = {
+        "rope_type": "longrope",
+        "short_factor": list(sc.short_factor),
+        "long_factor": list(sc.long_factor),
+        "original_max_position_embeddings": sc.original_max_position_embeddings,
+    }
+    if sc.factor is not None:
+        out["factor"] = sc.factor
+    if sc.attention_factor is not None or sc.factor is None:
+        # HF derives a missing factor from max_position_embeddings / L0; pin the attention factor ropekit uses
+        out["attention_factor"] = cfg.attention_factor
+    return out
+
+
+def _check_layout(cfg: RopeConfig, model_type: str | None) -> None:
+    interleaved_model = model_type in INTERLEAVED_MODEL_TYPES
+    if cfg.layout == "interleaved" and not interleaved_model:
+        raise ValueError(
+            "HF expresses the pair layout only through model_type: layout='interleaved' needs model_type= one of "
+            f"{sorted(INTERLEAVED_MODEL_TYPES)}. For Llama-style HF checkpoints convert the q/k weights with "
+            "ropekit.interop.permute_qk(w, n_heads, head_dim, src='interleaved', dst='half') and use "
+            "cfg.replace(layout='half')."
+        )
+    if cfg.layout == "half" and interleaved_model:
+        raise ValueError(f"model_type={model_type!r} pairs channels GPT-J style; cfg.layout must be 'interleaved'.")
+
+
+def _partial(cfg: RopeConfig) -> float | None:
+    if isinstance(cfg.scaling, Proportional) or cfg.rotary_dim == cfg.head_dim:
+        return None
+    prf = cfg.partial_rotary_factor
+    assert prf is not None
+    if int(cfg.head_dim * prf) != cfg.rotary_dim:  # HF truncates head_dim * factor
+        raise ValueError(
+            f"rotary_dim={cfg.rotary_dim} is not int(head_dim * partial_rotary_factor) = {int(cfg.head_dim * prf)} "
+            "in floating point, so HF would rotate a different width; pick a rotary_dim HF can express."
+        )
+    return prf
+
+
+def to_hf(cfg: RopeConfig, *, legacy: bool = False, model_type: str | None = None) -> dict[str, Any]:
+    """The config.json keys that describe ``cfg`` to transformers (merge them into a model's config).
+
+    ``legacy=False`` writes transformers v5 ``rope_parameters`` (rope_theta and partial_rotary_factor inside);
+    ``legacy=True`` writes the v4 form: top-level ``rope_theta`` / ``partial_rotary_factor`` and a
+    ``rope_scaling`` dict carrying both ``rope_type`` and the older ``type`` key. ``head_dim`` and
+    ``max_position_embeddings`` are always written (HF's dynamic NTK and the YaRN/LongRoPE factor fallback
+    read the latter). HF carries the pair layout only in ``model_type``; ``layout="interleaved"`` needs an
+    interleaved ``model_type`` (e.g. ``"gptj"``), else this raises instead of writing a silently wrong config.
+
+    >>> import ropekit
+    >>> cfg = ropekit.RopeConfig(head_dim=64, base=5e5, max_position_embeddings=131072,
+    ...     scaling=ropekit.Llama3(factor=8.0, original_max_position_embeddings=8192))
+    >>> to_hf(cfg)["rope_parameters"]["rope_type"], to_hf(cfg, legacy=True)["rope_theta"]
+    ('llama3', 500000.0)
+    """
+    if not isinstance(cfg, RopeConfig):
+        raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+    _check_layout(cfg, model_type)
+    params = _scaling_keys(cfg)
+    prf = _partial(cfg)
+    out: dict[str, Any] = {"head_dim": cfg.head_dim}
+    if model_type is not None:
+        out["model_type"] = model_type
+    max_pos = cfg.max_position_embeddings
+    if max_pos is None and isinstance(cfg.scaling, DynamicNTK):
+        max_pos = cfg.scaling.original_max_position_embeddings
+    if max_pos is not None:
+        out["max_position_embeddings"] = max_pos
+    if legacy:
+        out["rope_theta"] = cfg.base
+        if prf is not None:
+            out["partial_rotary_factor"] = prf
+        if params["rope_type"] != "default":
+            out["rope_scaling"] = {"type": params["rope_type"], **params}
+        if isinstance(cfg.scaling, LongRoPE):  # transformers 4.x Phi-3 reads L0 from the top level
+            out["original_max_position_embeddings"] = cfg.scaling.original_max_position_embeddings
+        return out
+    rope = {"rope_theta": cfg.base, **params}
+    if prf is not None:
+        rope["partial_rotary_factor"] = prf
+    out["rope_parameters"] = rope
+    return out
+
+
+def to_hf_per_layer_type(configs: Mapping[str, RopeConfig], *, model_type: str | None = None) -> dict[str, Any]:
+    """transformers v5 ``rope_parameters`` nested per layer type (Gemma 3 style), e.g.
+    ``{"full_attention": cfg_global, "sliding_attention": cfg_local}``. The configs must agree on
+    ``head_dim``, layout and ``max_position_embeddings`` (HF keeps those at the top level); the caller adds
+    ``layer_types`` (one entry per layer) to the model config.
+
+    >>> import ropekit
+    >>> g = ropekit.RopeConfig(head_dim=128, base=1e6, scaling=ropekit.Linear(factor=8.0))
+    >>> out = to_hf_per_layer_type({"full_attention": g, "sliding_attention": g.replace(base=1e4, scaling=None)})
+    >>> sorted(out["rope_parameters"])
+    ['full_attention', 'sliding_attention']
+    """
+    if not configs:
+        raise ValueError("configs must map at least one layer type to a RopeConfig.")
+    parts = {lt: to_hf(c, model_type=model_type) for lt, c in configs.items()}
+    shared = ("head_dim", "max_position_embeddings")
+    for key in shared:
+        values = {p.get(key) for p in parts.values()}
+        if len(values) > 1:
+            raise ValueError(f"per-layer-type configs must share {key} (HF keeps it at the top level), got {values}.")
+    first = next(iter(parts.values()))
+    out = {k: v for k, v in first.items() if k != "rope_parameters"}
+    out["rope_parameters"] = {lt: p["rope_parameters"] for lt, p in parts.items()}
+    return out

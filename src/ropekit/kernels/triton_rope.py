@@ -27,11 +27,23 @@ __all__ = ["INTERPRETED", "launch"]
 
 
 @triton.jit
+def _to_out(x, o_ptr, MANUAL_BF16: tl.constexpr):
+    # The interpreter truncates fp32 -> bf16; round to nearest even by hand there so CPU tests check
+    # the same single rounding the GPU's native conversion does.
+    if MANUAL_BF16:
+        u = x.to(tl.float32).to(tl.uint32, bitcast=True)
+        u = u + 0x7FFF + ((u >> 16) & 1)
+        return (u >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(o_ptr.dtype.element_ty)
+
+
+@triton.jit
 def _rotate_heads(
     x_ptr, o_ptr, sx_b, sx_s, sx_h, sx_d, so_b, so_s, so_h, so_d,
     b, s, tmask, h0, H, c, sn, HALF, ROT, D,
     BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_TAIL: tl.constexpr,
-    INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr,
+    INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, MANUAL_BF16: tl.constexpr,
 ):
     # (BLOCK_T, BLOCK_H, ...) tiles; int64 row offsets so large strided tensors cannot overflow.
     h = h0 + tl.arange(0, BLOCK_H)
@@ -47,14 +59,14 @@ def _rotate_heads(
         x1, x2 = tl.split(tl.reshape(x, (BLOCK_T, BLOCK_H, BLOCK_P, 2)))
         o = tl.join(x1 * c - x2 * sn, x2 * c + x1 * sn)
         o = tl.reshape(o, (BLOCK_T, BLOCK_H, 2 * BLOCK_P))
-        tl.store(o_row + d * so_d, o.to(o_ptr.dtype.element_ty), mask=m)
+        tl.store(o_row + d * so_d, _to_out(o, o_ptr, MANUAL_BF16), mask=m)
     else:
         p = tl.arange(0, BLOCK_P)[None, None, :]
         m = rmask & (p < HALF)
         x1 = tl.load(x_row + p * sx_d, mask=m, other=0.0).to(COMPUTE)
         x2 = tl.load(x_row + (p + HALF) * sx_d, mask=m, other=0.0).to(COMPUTE)
-        tl.store(o_row + p * so_d, (x1 * c - x2 * sn).to(o_ptr.dtype.element_ty), mask=m)
-        tl.store(o_row + (p + HALF) * so_d, (x2 * c + x1 * sn).to(o_ptr.dtype.element_ty), mask=m)
+        tl.store(o_row + p * so_d, _to_out(x1 * c - x2 * sn, o_ptr, MANUAL_BF16), mask=m)
+        tl.store(o_row + (p + HALF) * so_d, _to_out(x2 * c + x1 * sn, o_ptr, MANUAL_BF16), mask=m)
     if COPY_TAIL:
         # Partial rotary, out of place: channels rotary_dim.. pass through unchanged.
         d = ROT + tl.arange(0, BLOCK_TAIL)[None, None, :]
@@ -71,7 +83,7 @@ def _rope_kernel(
     S, n_tok, Hq, Hkv, table_len, offset, n_seqs, n_search, n_qblk,
     HALF, ROT, D,
     POS_MODE: tl.constexpr, HAS_OFF_T: tl.constexpr, CONJ: tl.constexpr,
-    INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr,
+    INTERLEAVED: tl.constexpr, COPY_TAIL: tl.constexpr, COMPUTE: tl.constexpr, MANUAL_BF16: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_TAIL: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
@@ -112,13 +124,13 @@ def _rope_kernel(
         _rotate_heads(
             q_ptr, qo_ptr, sq_b, sq_s, sq_h, sq_d, sqo_b, sqo_s, sqo_h, sqo_d,
             b, s, tmask, pid_h * BLOCK_H, Hq, c, sn, HALF, ROT, D,
-            BLOCK_T, BLOCK_H, BLOCK_P, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE,
+            BLOCK_T, BLOCK_H, BLOCK_P, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE, MANUAL_BF16,
         )
     else:
         _rotate_heads(
             k_ptr, ko_ptr, sk_b, sk_s, sk_h, sk_d, sko_b, sko_s, sko_h, sko_d,
             b, s, tmask, (pid_h - n_qblk) * BLOCK_H, Hkv, c, sn, HALF, ROT, D,
-            BLOCK_T, BLOCK_H, BLOCK_P, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE,
+            BLOCK_T, BLOCK_H, BLOCK_P, BLOCK_TAIL, INTERLEAVED, COPY_TAIL, COMPUTE, MANUAL_BF16,
         )
 
 
@@ -192,7 +204,7 @@ def launch(
         half, rot, d,
         POS_MODE=pos_mode, HAS_OFF_T=offsets is not None, CONJ=conj,
         INTERLEAVED=interleaved, COPY_TAIL=(rot < d) and (q_out.data_ptr() != q.data_ptr()),
-        COMPUTE=compute, BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_P=block_p,
+        COMPUTE=compute, MANUAL_BF16=INTERPRETED and q_out.dtype == torch.bfloat16, BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_P=block_p,
         BLOCK_TAIL=triton.next_power_of_2(max(1, d - rot)),
         num_warps=4,
     )

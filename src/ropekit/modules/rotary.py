@@ -59,7 +59,8 @@ class RotaryEmbedding(nn.Module):
         seq_len = needed if self.config.scaling is not None and self.config.scaling.depends_on_seq_len else None
         inv = self.config.inv_freq(seq_len)
         key = tuple(inv.tolist())
-        if key != self._key or self.cos_table.shape[0] < needed or self.cos_table.device != device:
+        stale = self.cos_table.dtype != torch.float32  # model.to(bf16) casts buffers: never serve a bf16 table
+        if stale or key != self._key or self.cos_table.shape[0] < needed or self.cos_table.device != device:
             length = _grown(needed)
             if seq_len is not None:
                 length = needed  # the frequencies are tied to this length; don't serve longer ones

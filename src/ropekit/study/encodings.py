@@ -5,8 +5,9 @@ Each encoding acts at up to three places, and the model calls all three:
 - ``add_to_embeddings(x)``: absolute encodings add a vector per position; ``x`` is ``(batch, seqlen, d_model)``.
 - ``rotate(q, k)``: rotary encodings turn q ``(batch, seqlen, q_heads, head_dim)`` and
   k ``(batch, seqlen, kv_heads, head_dim)``.
-- ``attention_bias(seqlen, device, dtype)``: an additive ``(q_heads, seqlen, seqlen)`` mask that already
-  contains the causal ``-inf`` (ALiBi), or ``None`` for plain causal attention.
+- ``attention_bias(seqlen, device, dtype)``: an additive ``(1, q_heads, seqlen, seqlen)`` mask that already
+  contains the causal ``-inf`` (ALiBi), or ``None`` for plain causal attention. (4-D on purpose: torch's
+  CPU SDPA drops to its slow math path for a 3-D mask, ~5x slower.)
 
 RoPE goes through ropekit's public API only: :class:`ropekit.RopeConfig` for frequencies,
 :func:`ropekit.scaling_from_factor` for PI / NTK / dynamic NTK / YaRN at evaluation time,
@@ -156,7 +157,7 @@ class ALiBi(PositionEncoding):
             dist = (pos[None, :] - pos[:, None]).to(torch.float32)  # j - i, <= 0 on and below the diagonal
             bias = self.slopes.to(device)[:, None, None] * dist
             bias = bias.masked_fill(dist > 0, float("-inf"))
-            self._cache = {key: bias.to(dtype)}  # keep one length: evaluation walks lengths in order
+            self._cache = {key: bias.to(dtype)[None]}  # keep one length: evaluation walks lengths in order
         return self._cache[key]
 
 

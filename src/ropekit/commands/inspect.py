@@ -1,0 +1,98 @@
+"""Show a model's RoPE config, attention factor and per-frequency summary.
+
+SOURCE is an HF config.json (or a model directory holding one), a GGUF file, or a model name known to
+`ropekit.models` (e.g. smollm2-135m). --plot draws wavelength per pair against the contexts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "format_summary", "load_config", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="config.json, model dir, .gguf, or a model name")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", metavar="PNG", help="write a wavelength-per-pair plot")
+    parser.add_argument("--seq-len", type=int, default=None, help="regime for length-dependent methods")
+    parser.add_argument("--layer-type", default=None, help="per-layer-type RoPE entry (e.g. full_attention)")
+
+
+def load_config(source: str, layer_type: str | None = None) -> Any:
+    """RopeConfig from a config.json / model dir / GGUF path / known model name."""
+    from ropekit.core.config import RopeConfig
+
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        return RopeConfig.from_hf(json.loads(path.read_text()), layer_type=layer_type)
+    if path.exists():
+        import ropekit.interop as interop
+
+        loader = getattr(interop, "load_rope_config", None)
+        if loader is None:
+            raise ValueError(f"cannot read {source}: expected an HF config.json or a model directory.")
+        return loader(path)
+    if path.suffix in (".json", ".gguf") or "/" in source:
+        raise FileNotFoundError(f"no such file: {source}")
+    from ropekit import models  # a model name, e.g. smollm2-135m
+
+    return models.rope_config_of(source)
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"method             {s['method']}",
+        f"head_dim / rotary  {s['head_dim']} / {s['rotary_dim']} ({s['rotary_pairs']} pairs), layout={s['layout']}",
+        f"base               {s['base']:g}",
+        f"attention factor   {s['attention_factor']:.6g}  (multiplies cos and sin; logits scale by its square)",
+        f"original context   {s['original_context']}",
+        f"extended context   {s['extended_context']}",
+    ]
+    if s["scaling"]:
+        params = ", ".join(f"{k}={v}" for k, v in s["scaling"].items() if k != "method" and not isinstance(v, tuple))
+        lines.append(f"scaling params     {params}")
+    if s["pairs_full_turn_in_context"] is not None:
+        lines.append(
+            f"full turn in ctx   {s['pairs_full_turn_in_context']} of {s['rotary_pairs']} pairs complete a full "
+            f"turn within {s['original_context']} tokens"
+        )
+    lines.append(f"changed by scaling {len(s['pairs_changed'])} of {s['rotary_pairs']} pairs")
+    lines.append("")
+    lines.append(f"{'pair':>4} {'wavelength':>12} {'scaled wl':>12} {'freq ratio':>10}  note")
+    L0 = s["original_context"]
+    for p in s["pairs"]:
+        note = []
+        if L0 and p["wavelength_unscaled"] <= L0:
+            note.append("turns within ctx")
+        if abs(p["ratio"] - 1) > 1e-9:
+            note.append(f"scaled x{p['ratio']:.4g}")
+        lines.append(
+            f"{p['pair']:>4} {p['wavelength_unscaled']:>12.5g} {p['wavelength']:>12.5g} {p['ratio']:>10.4g}  "
+            + ", ".join(note)
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ropekit.core.summary import frequency_summary
+
+    cfg = load_config(args.source, args.layer_type)
+    summary = frequency_summary(cfg, seq_len=args.seq_len)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(repr(cfg))
+        print(format_summary(summary))
+    if args.plot:
+        from ropekit.plots import plot_wavelengths
+
+        out = plot_wavelengths(summary, args.plot)
+        if not args.json:
+            print(f"\nplot written to {out}")
+    return 0

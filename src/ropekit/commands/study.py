@@ -1,0 +1,98 @@
+"""Train small LMs at length L with each position encoding and measure perplexity at 1x-8x L.
+
+Trains NoPE / learned / sinusoidal / ALiBi / RoPE (and optionally p-RoPE) decoder LMs on Python
+standard-library sources (byte tokens, held-out split by file), evaluates them at 1x, 2x, 4x, 8x the
+training length on the same target tokens (plus non-overlapping and sliding-window perplexity), and
+RoPE with PI / NTK / dynamic NTK / YaRN applied at evaluation time. Seeds, paired bootstrap 95% CIs,
+results.json + results.md + study.png in --out. Resumable: rerun the same command to continue.
+
+Examples:
+  ropekit study --quick --out study-quick                 # ~5 min on 2 CPU cores
+  ropekit study --out study-full                          # 5 encodings x 3 seeds
+  torchrun --nproc_per_node 2 -m ropekit.study --quick --out study-ddp   # same trainer under DDP
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["QUICK", "add_arguments", "config_from_args", "main", "run"]
+
+#: overrides for --quick (everything else as in the full default)
+QUICK: dict[str, object] = {
+    "seeds": (0,), "d_model": 64, "n_layers": 2, "steps": 150, "warmup": 15, "n_windows": 48, "n_blocks": 6,
+    "n_regions": 4, "scaled_protocols": ("same_target",),
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ropekit study`` (unset ones take the full default, or the --quick preset)."""
+    a = parser.add_argument
+    a("--quick", action="store_true", help="small preset: 1 seed, tiny model, ~5 min on 2 cores")
+    a("--out", default="ropekit-study", help="output folder (resumes what is already there)")
+    a("--encodings", type=_names, help="comma list from nope,learned,sinusoidal,alibi,rope,p-rope")
+    a("--seeds", type=_ints, help="comma list of seeds (default 0,1,2)")
+    a("--train-len", type=int, dest="train_len", help="training length L (default 128)")
+    a("--multiples", type=_ints, help="evaluation contexts as multiples of L (default 1,2,4,8)")
+    a("--scalings", type=_names, help="eval-time RoPE scalings from linear,ntk,dynamic,yarn ('' for none)")
+    a("--scale-factor", type=float, dest="scale_factor", help="fixed scaling factor (default: C/L per context)")
+    a("--p-rope", type=float, dest="p_rope", help="fraction of highest frequencies p-RoPE keeps (default 0.75)")
+    a("--steps", type=int, help="training steps per run")
+    a("--batch-size", type=int, dest="batch_size", help="GLOBAL batch size (split over torchrun ranks)")
+    a("--lr", type=float, help="peak learning rate")
+    a("--d-model", type=int, dest="d_model", help="model width")
+    a("--layers", type=int, dest="n_layers", help="number of layers")
+    a("--heads", type=int, dest="n_heads", help="attention heads")
+    a("--kv-heads", type=int, dest="n_kv_heads", help="key/value heads (GQA when < heads)")
+    a("--windows", type=int, dest="n_windows", help="same-target windows")
+    a("--target", type=int, help="target tokens scored per same-target window (default 32)")
+    a("--root", help="corpus folder of .py files (default: this Python's stdlib)")
+    a("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    a("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace):  # -> StudyConfig
+    """Full defaults, then the --quick preset, then every option given explicitly."""
+    from ropekit.study.runner import StudyConfig
+
+    values: dict[str, object] = dict(QUICK) if args.quick else {}
+    for key in ("encodings", "seeds", "train_len", "multiples", "scalings", "scale_factor", "p_rope", "steps",
+                "batch_size", "lr", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_windows", "target"):
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    return StudyConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the study and print the Markdown tables."""
+    import time
+
+    from ropekit.study.distributed import init_distributed
+    from ropekit.study.report import format_tables
+    from ropekit.study.runner import run_study
+
+    cfg = config_from_args(args)
+    dist = init_distributed(args.device)
+    t0 = time.time()
+    results = run_study(cfg, args.out, dist=dist, progress=not args.no_progress, root=args.root)
+    if dist.is_main:
+        print(format_tables(results))
+        print(f"wall time this invocation: {time.time() - t0:.0f} s; results in {args.out}/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m ropekit.study`` (and so for ``torchrun -m ropekit.study``)."""
+    parser = argparse.ArgumentParser(prog="ropekit study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,125 @@
+"""Long real documents that exist offline on every machine, cut into token windows.
+
+Default corpus (``"stdlib"``): the ``.py`` sources of Python's standard library
+(``sysconfig.get_paths()["stdlib"]``), each file one document, in sorted relative-path order (test
+packages, ``site-packages`` and the machine-generated ``_sysconfigdata*`` excluded). Numbers therefore
+depend on the Python version's stdlib; the JSON records the corpus fingerprint. Any text file or directory
+of text files can be used instead.
+
+Windows are non-overlapping and never cross a document boundary: the first window of every document that
+is long enough, then the second windows, and so on, so a few windows already span several documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["TextSource", "Window", "list_documents", "resolve_text", "token_windows"]
+
+_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+_TEXT_SUFFIXES = {".txt", ".py", ".md", ".rst", ".tex", ".c", ".h"}
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """A named corpus: an ordered list of document files."""
+
+    name: str
+    files: tuple[Path, ...]
+    root: Path
+
+
+@dataclass(frozen=True)
+class Window:
+    """``ids``: ``(length,)`` int64 tokens from one document (``doc`` is its path relative to the corpus)."""
+
+    doc: str
+    start: int
+    ids: torch.Tensor
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(self.ids.numpy().tobytes()).hexdigest()[:16]
+
+
+def _walk(root: Path, suffixes: set[str]) -> tuple[Path, ...]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+        for f in filenames:
+            if Path(f).suffix in suffixes and not f.startswith("_sysconfigdata"):
+                out.append(Path(dirpath) / f)
+    return tuple(sorted(out, key=lambda p: p.relative_to(root).as_posix()))
+
+
+def resolve_text(text: str | os.PathLike[str] = "stdlib") -> TextSource:
+    """``"stdlib"`` (default corpus), a text file, or a directory of text files (searched recursively).
+
+    >>> src = resolve_text("stdlib")
+    >>> len(src.files) > 100
+    True
+    """
+    if isinstance(text, str) and text == "stdlib":
+        root = Path(sysconfig.get_paths()["stdlib"])
+        return TextSource("stdlib", _walk(root, {".py"}), root)
+    path = Path(os.fspath(text)).expanduser()
+    if path.is_file():
+        return TextSource(path.name, (path,), path.parent)
+    if path.is_dir():
+        files = _walk(path, _TEXT_SUFFIXES)
+        if not files:
+            raise ValueError(f"text={str(path)!r} contains no text files ({sorted(_TEXT_SUFFIXES)}).")
+        return TextSource(path.name, files, path)
+    raise FileNotFoundError(f"text={os.fspath(text)!r} is neither 'stdlib' nor an existing file or directory.")
+
+
+def list_documents(source: TextSource, min_chars: int = 0) -> list[Path]:
+    """Documents with at least ``min_chars`` bytes (a cheap pre-filter before tokenizing)."""
+    return [f for f in source.files if f.stat().st_size >= min_chars]
+
+
+def token_windows(tokenizer: Any, source: TextSource, length: int, n_windows: int) -> list[Window]:
+    """``n_windows`` non-overlapping windows of ``length`` tokens (see module doc for the order).
+
+    Raises ``ValueError`` when the corpus holds fewer windows of that length.
+    """
+    if length < 2:
+        raise ValueError(f"length must be >= 2 tokens, got {length}.")
+    if n_windows < 1:
+        raise ValueError(f"n_windows must be >= 1, got {n_windows}.")
+    # ~2 bytes/token is a safe lower bound for code and prose, so shorter files cannot hold a window.
+    candidates = list_documents(source, min_chars=2 * length) or list(source.files)
+    per_doc: list[tuple[str, torch.Tensor]] = []
+    for f in candidates:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        if ids.numel() >= length:
+            per_doc.append((f.relative_to(source.root).as_posix(), ids))
+        # the first windows only need enough documents; later rounds use the same documents again
+        if len(per_doc) >= n_windows:
+            break
+    windows: list[Window] = []
+    round_ = 0
+    while len(windows) < n_windows:
+        added = False
+        for doc, ids in per_doc:
+            start = round_ * length
+            if start + length <= ids.numel() and len(windows) < n_windows:
+                windows.append(Window(doc, start, ids[start : start + length].clone()))
+                added = True
+        if not added:
+            break
+        round_ += 1
+    if len(windows) < n_windows:
+        raise ValueError(
+            f"text {source.name!r} yields only {len(windows)} non-overlapping windows of {length} tokens, "
+            f"{n_windows} requested; pass a longer text or fewer windows."
+        )
+    return windows

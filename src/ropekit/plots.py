@@ -1,0 +1,99 @@
+"""All plotting lives here (the only matplotlib import in ropekit). Each function writes one PNG.
+
+matplotlib is an optional dependency (``pip install ropekit[plot]``); it is imported inside the
+functions, with the non-interactive Agg backend, so importing ropekit never needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_wavelengths"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install 'ropekit[plot]'") from exc
+    return plt
+
+
+# -- inspect: wavelength per pair ----------------------------------------------------------------------
+def plot_wavelengths(summary: dict[str, Any], path: str | Path) -> Path:
+    """Wavelength (tokens per turn, log scale) per rotary pair before and after scaling, against the
+    original and extended context. ``summary`` comes from :func:`ropekit.core.summary.frequency_summary`."""
+    plt = _pyplot()
+    pairs = summary["pairs"]
+    idx = [p["pair"] for p in pairs]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(idx, [p["wavelength_unscaled"] for p in pairs], "o-", ms=3, label="unscaled")
+    if summary["method"] != "default":
+        ax.plot(idx, [p["wavelength"] for p in pairs], "s-", ms=3, label=f"scaled ({summary['method']})")
+    if summary.get("original_context"):
+        ax.axhline(summary["original_context"], color="k", ls="--", lw=1,
+                   label=f"original context {summary['original_context']}")
+    ext = summary.get("extended_context")
+    if ext and ext != summary.get("original_context"):
+        ax.axhline(ext, color="tab:red", ls=":", lw=1.2, label=f"extended context {ext}")
+    ax.set_yscale("log")
+    ax.set_xlabel("rotary pair i")
+    ax.set_ylabel("wavelength 2π/θᵢ (tokens)")
+    ax.set_title(f"RoPE wavelengths: d={summary['rotary_dim']}, base={summary['base']:g}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+# -- study: train short, test long (ropekit.study) -----------------------------------------------------
+__all__ += ["plot_study"]
+
+
+def plot_study(results: dict[str, Any], path: str | Path) -> Path:
+    """Perplexity vs evaluation context (multiples of the training length L), one panel per protocol,
+    one line per encoding (dashed: RoPE scaled at inference), shaded paired-bootstrap 95% CIs.
+    ``results`` comes from :func:`ropekit.study.aggregate.aggregate`. Written atomically (tmp + replace)."""
+    import os
+
+    plt = _pyplot()
+    titles = {"same_target": "same target tokens", "nonoverlap": "non-overlapping", "sliding": "sliding window"}
+    protos = [p for p in titles if any(r["protocol"] == p for r in results["rows"])]
+    fig, axes = plt.subplots(1, len(protos), figsize=(5.2 * len(protos), 4.4), squeeze=False)
+    for ax, proto in zip(axes[0], protos):
+        series: dict[str, list[dict[str, Any]]] = {}
+        for r in results["rows"]:
+            if r["protocol"] == proto:
+                label = r["encoding"] if r["variant"] == "none" else f"{r['encoding']}+{r['variant']}"
+                series.setdefault(label, []).append(r)
+        for label, rows in series.items():
+            rows = sorted(rows, key=lambda r: r["context"])
+            x = [r["multiple"] for r in rows]
+            style = "--" if "+" in label else "-"
+            (line,) = ax.plot(x, [r["ppl"] for r in rows], style, marker="o", ms=3, label=label)
+            ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], color=line.get_color(), alpha=0.15)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.axvline(1, color="k", lw=0.8, ls=":")
+        ax.set_xlabel(f"evaluation context / training length L={results['train_len']}")
+        ax.set_ylabel("perplexity (bytes)")
+        ax.set_title(titles[proto])
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"Train at L={results['train_len']}, test longer (seeds {results['seeds']})")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

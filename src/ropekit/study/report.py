@@ -1,0 +1,70 @@
+"""Write a study's results: ``results.json``, a Markdown table ``results.md`` and the plot ``study.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ropekit.study.io import write_json
+
+__all__ = ["format_tables", "write_reports"]
+
+_PROTO_TITLES = {
+    "same_target": "Same target tokens (last T tokens of each window; context grows)",
+    "nonoverlap": "Non-overlapping chunks of length C (every token scored)",
+    "sliding": "Sliding window (window C, stride S; same targets at every C)",
+}
+
+
+def _label(row: dict[str, Any]) -> str:
+    return row["encoding"] if row["variant"] == "none" else f"{row['encoding']}+{row['variant']}"
+
+
+def _table(rows: list[dict[str, Any]], contexts: list[int], train_len: int, cell) -> list[str]:  # noqa: ANN001
+    head = "| encoding | " + " | ".join(f"{c} ({c // train_len}x)" for c in contexts) + " |"
+    lines = [head, "|---|" + "---|" * len(contexts)]
+    by_label: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by_label.setdefault(_label(r), {})[r["context"]] = r
+    for label, per in by_label.items():
+        lines.append(f"| {label} | " + " | ".join(cell(per[c]) if c in per else "–" for c in contexts) + " |")
+    return lines
+
+
+def format_tables(results: dict[str, Any]) -> str:
+    """Markdown: per protocol, ppl [95% CI] and the paired ratio to the same model at 1x."""
+    contexts, L = results["contexts"], results["train_len"]
+    out: list[str] = []
+    for proto, title in _PROTO_TITLES.items():
+        rows = [r for r in results["rows"] if r["protocol"] == proto]
+        if not rows:
+            continue
+        n = results["n_units"][proto]
+        out += [f"### {title}", "", f"Perplexity (byte-level), seeds {results['seeds']} averaged per unit; "
+                f"[95% CI] paired bootstrap over {n} units. Seed range in parentheses.", ""]
+        out += _table(rows, contexts, L, lambda r: f"{r['ppl']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] "
+                      f"({min(r['seed_ppl']):.2f}–{max(r['seed_ppl']):.2f})")
+        out += ["", "Ratio to the same configuration at 1x (paired, [95% CI]):", ""]
+        out += _table(rows, contexts, L, lambda r: f"{r['vs_1x']['ratio']:.3f} [{r['vs_1x']['lo']:.3f}, "
+                      f"{r['vs_1x']['hi']:.3f}]")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_reports(results: dict[str, Any], out_dir: str | Path) -> None:
+    """``results.json`` + ``results.md`` (+ ``study.png`` when matplotlib is available), all atomic."""
+    import os
+
+    out = Path(out_dir)
+    write_json(results, out / "results.json")
+    tmp = out / ".results.md.tmp"
+    tmp.write_text(format_tables(results))
+    os.replace(tmp, out / "results.md")
+    try:
+        from ropekit.plots import plot_study
+    except ImportError:  # pragma: no cover - plots.py without the study section
+        return
+    try:
+        plot_study(results, out / "study.png")
+    except ImportError:  # matplotlib missing: tables are still written
+        pass
