@@ -173,3 +173,14 @@ def test_configs_are_frozen_and_keyword_only() -> None:
         CFG.base = 5.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         RopeConfig(16)  # type: ignore[misc]
+
+
+def test_registry_functions_check_their_params() -> None:
+    from ropekit.core.frequencies import ROPE_FREQUENCIES
+
+    with pytest.raises(TypeError, match="method 'yarn' needs YaRN params, got Linear"):
+        ROPE_FREQUENCIES["yarn"](ropekit.Linear(factor=2.0), 16, 10000.0, None)
+    with pytest.raises(ValueError, match="does not match the scaling params"):
+        compute_frequencies("linear", ropekit.NTK(alpha=2.0), rotary_dim=16, base=10000.0)
+    with pytest.raises(ValueError, match="seq_len must be None or an int >= 1"):
+        compute_frequencies("default", None, rotary_dim=16, base=10000.0, seq_len=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -17,7 +18,14 @@ from ropekit.core.validation import check_choice, check_positive, check_rotary_d
 
 __all__ = ["ROPE_FREQUENCIES", "FrequencyFn", "compute_frequencies", "default_inv_freq", "yarn_mscale"]
 
+S = TypeVar("S", bound=Scaling)
 FrequencyFn = Callable[[Scaling | None, int, float, "int | None"], tuple[torch.Tensor, float]]
+
+
+def _expect(params: Scaling | None, cls: type[S]) -> S:
+    if not isinstance(params, cls):
+        raise TypeError(f"method {cls.method!r} needs {cls.__name__} params, got {type(params).__name__}.")
+    return params
 
 
 def default_inv_freq(rotary_dim: int, base: float) -> torch.Tensor:
@@ -30,17 +38,17 @@ def _default(params: Scaling | None, rotary_dim: int, base: float, seq_len: int 
 
 
 def _linear(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, Linear)
+    params = _expect(params, Linear)
     return default_inv_freq(rotary_dim, base) / params.factor, 1.0
 
 
 def _ntk(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, NTK)
+    params = _expect(params, NTK)
     return default_inv_freq(rotary_dim, base * params.alpha ** (rotary_dim / (rotary_dim - 2))), 1.0
 
 
 def _dynamic(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, DynamicNTK)
+    params = _expect(params, DynamicNTK)
     L0 = params.original_max_position_embeddings
     length = L0 if seq_len is None else max(int(seq_len), L0)
     s = params.factor
@@ -54,7 +62,7 @@ def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
 
 
 def _yarn(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, YaRN)
+    params = _expect(params, YaRN)
     s, d, L0 = params.factor, rotary_dim, params.original_max_position_embeddings
     if params.attention_factor is not None:
         attn = float(params.attention_factor)
@@ -89,7 +97,7 @@ def longrope_attention_factor(params: LongRoPE) -> float:
 
 
 def _longrope(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, LongRoPE)
+    params = _expect(params, LongRoPE)
     if len(params.short_factor) != rotary_dim // 2:
         raise ValueError(
             f"LongRoPE short_factor/long_factor must have rotary_dim // 2 = {rotary_dim // 2} entries, "
@@ -101,7 +109,7 @@ def _longrope(params: Scaling | None, rotary_dim: int, base: float, seq_len: int
 
 
 def _llama3(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, Llama3)
+    params = _expect(params, Llama3)
     theta = default_inv_freq(rotary_dim, base)
     L0, s = params.original_max_position_embeddings, params.factor
     lo, hi = params.low_freq_factor, params.high_freq_factor
@@ -115,7 +123,7 @@ def _llama3(params: Scaling | None, rotary_dim: int, base: float, seq_len: int |
 def _proportional(
     params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None
 ) -> tuple[torch.Tensor, float]:
-    assert isinstance(params, Proportional)
+    params = _expect(params, Proportional)
     head_dim = rotary_dim  # proportional rotates the full head; unused pairs get frequency 0
     n_rot = int(params.partial_rotary_factor * head_dim // 2)  # HF's rounding
     inv = torch.zeros(head_dim // 2, dtype=torch.float64)
