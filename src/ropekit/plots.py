@@ -97,3 +97,58 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+# -- eval: perplexity by position and passkey heatmap (ropekit.eval, `ropekit eval`) --------------------
+__all__ += ["plot_eval"]
+
+
+def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
+    """Left: perplexity per position bucket (log scale, 95% bootstrap CI band), one line per method, the
+    trained context L marked. Right: passkey accuracy heatmap (method x length|depth). ``summary`` comes
+    from :func:`ropekit.eval.runner.summarize`. Written atomically (tmp + replace)."""
+    import os
+
+    plt = _pyplot()
+    methods = summary["methods"]
+    keys = sorted({k for m in methods.values() for k in m["passkey"]}, key=lambda k: (int(k.split("|")[0]), k))
+    ncols = 2 if keys else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.6), squeeze=False)
+    ax = axes[0][0]
+    L = summary["context"]
+    for label, m in methods.items():
+        for n, buckets in sorted(m["ppl"].items(), key=lambda kv: int(kv[0])):
+            x = [(b["lo"] + b["hi"]) / 2 / L for b in buckets]
+            suffix = "" if len(m["ppl"]) == 1 else f" ({n})"
+            (line,) = ax.plot(x, [b["ppl"] for b in buckets], marker="o", ms=4, label=label + suffix)
+            ax.fill_between(x, [b["lo95"] for b in buckets], [b["hi95"] for b in buckets],
+                            color=line.get_color(), alpha=0.15)
+    ax.axvline(1.0, color="k", ls="--", lw=1, label=f"trained context L={L}")
+    ax.set_yscale("log")
+    ax.set_xlabel("target position / L (bucket centre)")
+    ax.set_ylabel("perplexity")
+    ax.set_title(f"{summary['model']}: perplexity by position")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if keys:
+        ax2 = axes[0][1]
+        labels = list(methods)
+        grid = [[methods[lab]["passkey"].get(k, {}).get("accuracy", float("nan")) for k in keys] for lab in labels]
+        im = ax2.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax2.set_xticks(range(len(keys)), [k.replace("|", "\ndepth ") for k in keys], fontsize=7)
+        ax2.set_yticks(range(len(labels)), labels, fontsize=8)
+        for i, lab in enumerate(labels):
+            for j, k in enumerate(keys):
+                c = methods[lab]["passkey"].get(k)
+                if c is not None:
+                    ax2.text(j, i, f"{c['correct']}/{c['trials']}", ha="center", va="center", fontsize=8)
+        ax2.set_title("passkey accuracy (length, depth)")
+        fig.colorbar(im, ax=ax2, fraction=0.046)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -20,7 +20,7 @@ __all__ = ["QUICK", "add_arguments", "config_from_args", "main", "run"]
 
 #: overrides for --quick (everything else as in the full default)
 QUICK: dict[str, object] = {
-    "seeds": (0,), "d_model": 64, "n_layers": 2, "steps": 150, "warmup": 15, "n_windows": 48, "n_blocks": 6,
+    "seeds": (0,), "d_model": 64, "n_layers": 2, "steps": 120, "warmup": 12, "n_windows": 32, "n_blocks": 4,
     "n_regions": 4, "scaled_protocols": ("same_target",),
 }
 
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--target", type=int, help="target tokens scored per same-target window (default 32)")
     a("--root", help="corpus folder of .py files (default: this Python's stdlib)")
     a("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    a("--threads", type=int, help="torch CPU threads per process (1 is fastest on a CPU shared with other jobs)")
     a("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -69,6 +70,11 @@ def config_from_args(args: argparse.Namespace):  # -> StudyConfig
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
+    L = int(values.get("train_len", 128))  # type: ignore[call-overload]
+    # spans scale with L (defaults at L=128: target 32, sliding stride 64 over 128-token regions)
+    values.setdefault("target", max(1, L // 4))
+    values.setdefault("stride", max(1, L // 2))
+    values.setdefault("region_len", L)
     return StudyConfig(**values)
 
 
@@ -81,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from ropekit.study.runner import run_study
 
     cfg = config_from_args(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     dist = init_distributed(args.device)
     t0 = time.time()
     results = run_study(cfg, args.out, dist=dist, progress=not args.no_progress, root=args.root)

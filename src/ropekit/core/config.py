@@ -131,10 +131,13 @@ class RopeConfig:
 
     def replace(self, **changes: Any) -> RopeConfig:
         """A copy with ``changes`` applied and validated (rotary_dim re-derived from the fraction unless given)."""
-        if "rotary_dim" not in changes and changes.keys() & {"head_dim", "partial_rotary_factor"}:
-            changes["rotary_dim"] = None
+        if "rotary_dim" in changes and "partial_rotary_factor" not in changes:
+            changes["partial_rotary_factor"] = None  # the new width defines the fraction
+        elif "rotary_dim" not in changes and changes.keys() & {"head_dim", "partial_rotary_factor"}:
+            changes["rotary_dim"] = None  # re-derive the width from the fraction
         return dataclasses.replace(self, **changes)
 
+    # -- dialects: thin delegates to ropekit.interop (imported lazily: gguf/transformers are optional) ------
     @classmethod
     def from_hf(cls, config: Any, *, layer_type: str | None = None) -> RopeConfig:
         """Read an HF config (``PretrainedConfig`` or a config.json dict): ``rope_parameters`` or legacy
@@ -142,3 +145,55 @@ class RopeConfig:
         from ropekit.interop.hf import from_hf
 
         return from_hf(config, layer_type=layer_type)
+
+    @classmethod
+    def from_gguf(cls, path: Any, **kwargs: Any) -> RopeConfig:
+        """Read GGUF metadata/tensors. See :func:`ropekit.interop.gguf.from_gguf`."""
+        from ropekit.interop.gguf import from_gguf
+
+        return from_gguf(path, **kwargs)
+
+    @classmethod
+    def from_llama_cpp_args(cls, args: Any, **kwargs: Any) -> RopeConfig:
+        """Read llama.cpp CLI flags. See :func:`ropekit.interop.llama_cpp.from_llama_cpp_args`."""
+        from ropekit.interop.llama_cpp import from_llama_cpp_args
+
+        return from_llama_cpp_args(args, **kwargs)
+
+    @classmethod
+    def from_vllm(cls, d: Any, **kwargs: Any) -> RopeConfig:
+        """Read vLLM's rope_scaling dict. See :func:`ropekit.interop.vllm.from_vllm`."""
+        from ropekit.interop.vllm import from_vllm
+
+        return from_vllm(d, **kwargs)
+
+    @classmethod
+    def load(cls, path: Any, **kwargs: Any) -> RopeConfig:
+        """From a config.json, model directory or .gguf. See :func:`ropekit.interop.load_rope_config`."""
+        from ropekit.interop.loader import load_rope_config
+
+        return load_rope_config(path, **kwargs)
+
+    def to_hf(self, **kwargs: Any) -> dict[str, Any]:
+        """HF config keys (v5 ``rope_parameters``, or ``legacy=True``). See :func:`ropekit.interop.hf.to_hf`."""
+        from ropekit.interop.hf import to_hf
+
+        return to_hf(self, **kwargs)
+
+    def to_gguf_metadata(self, arch: str) -> dict[str, Any]:
+        """GGUF ``{arch}.rope.*`` metadata. See :func:`ropekit.interop.gguf.to_gguf_metadata`."""
+        from ropekit.interop.gguf import to_gguf_metadata
+
+        return to_gguf_metadata(self, arch)
+
+    def to_llama_cpp_args(self) -> list[str]:
+        """llama.cpp CLI flags. See :func:`ropekit.interop.llama_cpp.to_llama_cpp_args`."""
+        from ropekit.interop.llama_cpp import to_llama_cpp_args
+
+        return to_llama_cpp_args(self)
+
+    def to_vllm(self) -> dict[str, Any]:
+        """vLLM ``get_rope`` kwargs. See :func:`ropekit.interop.vllm.to_vllm`."""
+        from ropekit.interop.vllm import to_vllm
+
+        return to_vllm(self)

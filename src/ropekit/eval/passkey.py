@@ -56,8 +56,8 @@ def passkey_key(length: int, depth: float, trial: int) -> int:
 def build_prompt(tokenizer: Any, length: int, depth: float, key: int) -> PasskeyPrompt:
     """Token ids of a passkey prompt of at most ``length`` tokens with the key at ``depth`` (0..1).
 
-    >>> # doctest: +SKIP
-    >>> p = build_prompt(tok, 4096, 0.5, 12345); p.ids.numel() <= 4096
+    >>> p = build_prompt(tok, 4096, 0.5, 12345)   # doctest: +SKIP
+    >>> p.ids.numel() <= 4096                      # doctest: +SKIP
     True
     """
     if not 0.0 <= depth <= 1.0:

@@ -21,8 +21,8 @@ import torch
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import default_inv_freq, yarn_mscale
-from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, YaRN
-from ropekit.core.validation import check_choice
+from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
+from ropekit.core.validation import check_choice, suggest
 
 __all__ = ["GGUF_ARCH_LAYOUT", "from_gguf", "gguf_metadata", "to_gguf_metadata", "to_gguf_tensors", "write_gguf_rope"]
 
@@ -51,16 +51,34 @@ def _arch_layout(arch: str, layout: str | None) -> str:
         raise ValueError(
             f"unknown GGUF architecture {arch!r}: ropekit does not know whether llama.cpp runs it in NORM "
             "(interleaved) or NEOX (half) mode; pass layout='half' or layout='interleaved'."
+            + suggest(arch, GGUF_ARCH_LAYOUT)
         )
     return GGUF_ARCH_LAYOUT[arch]
 
 
 def gguf_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Scalar/string GGUF key-value pairs and the RoPE tensors (float64) of the file at ``path``."""
-    import gguf
+    """Scalar/string GGUF key-value pairs and the RoPE tensors (float64) of the file at ``path``.
 
+    Parsing a GGUF with ``gguf.GGUFReader`` walks the whole vocabulary (seconds), so the small result is
+    memoised per (path, size, mtime).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file not found: {path}")
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE.clear()  # one file at a time is what callers need; keep memory flat
+        _CACHE[key] = _read(path)
+    kv, tensors = _CACHE[key]
+    return dict(kv), {k: v.clone() for k, v in tensors.items()}
+
+
+_CACHE: dict[tuple[str, int, int], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    import gguf
+
     reader = gguf.GGUFReader(path)
     kv: dict[str, Any] = {}
     for key, field in reader.fields.items():
@@ -110,7 +128,7 @@ def _fit_llama3(divisors: torch.Tensor, inv: torch.Tensor, L0_hint: int | None) 
 
 
 def _scaling_from_kv(kv: dict[str, Any], tensors: dict[str, torch.Tensor], pre: str, rd: int, base: float,
-                     ctx: int | None):
+                     ctx: int | None) -> Scaling | None:
     stype = kv.get(f"{pre}rope.scaling.type")
     factor = kv.get(f"{pre}rope.scaling.factor")
     if stype is None and kv.get(f"{pre}rope.scale_linear") is not None:  # pre-2023 key
@@ -137,10 +155,14 @@ def _scaling_from_kv(kv: dict[str, Any], tensors: dict[str, torch.Tensor], pre: 
         if "rope_factors_long" not in tensors or "rope_factors_short" not in tensors:
             raise ValueError("GGUF rope.scaling.type 'longrope' needs the rope_factors_long/short tensors.")
         attn = kv.get(f"{pre}rope.scaling.attn_factor")
+        lr_factor = None if ctx is None else ctx / int(L0)
+        if attn is not None and lr_factor is not None:
+            default = 1.0 if lr_factor <= 1 else math.sqrt(1 + math.log(lr_factor) / math.log(int(L0)))
+            attn = None if math.isclose(float(attn), default, rel_tol=1e-6) else attn  # f32-stored default
         return LongRoPE(short_factor=tensors["rope_factors_short"].tolist(),
                         long_factor=tensors["rope_factors_long"].tolist(),
                         original_max_position_embeddings=int(L0),
-                        factor=None if ctx is None else ctx / int(L0),
+                        factor=lr_factor,
                         attention_factor=None if attn is None else float(attn))
     if stype != "yarn":
         raise ValueError(f"unknown GGUF rope.scaling.type {stype!r}; ropekit reads none, linear, yarn, longrope.")
@@ -256,7 +278,15 @@ def to_gguf_metadata(cfg: RopeConfig, arch: str) -> dict[str, Any]:
 
 def to_gguf_tensors(cfg: RopeConfig) -> dict[str, torch.Tensor]:
     """Float32 RoPE tensors llama.cpp reads: ``rope_freqs`` (llama3 per-pair divisors) or
-    ``rope_factors_long`` / ``rope_factors_short`` (LongRoPE), each ``(rotary_dim // 2,)``."""
+    ``rope_factors_long`` / ``rope_factors_short`` (LongRoPE), each ``(rotary_dim // 2,)``.
+
+    >>> import ropekit
+    >>> cfg = ropekit.RopeConfig(head_dim=128, base=5e5,
+    ...     scaling=ropekit.Llama3(factor=8.0, original_max_position_embeddings=8192))
+    >>> div = to_gguf_tensors(cfg)["rope_freqs"]
+    >>> div[0].item(), div[-1].item()        # high frequencies kept, low ones divided by the factor
+    (1.0, 8.0)
+    """
     sc = cfg.scaling
     if isinstance(sc, Llama3):
         div = default_inv_freq(cfg.rotary_dim, cfg.base) / cfg.inv_freq()  # type: ignore[arg-type]

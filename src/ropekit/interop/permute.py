@@ -33,7 +33,8 @@ def layout_permutation(head_dim: int, src: str = "interleaved", dst: str = "half
     perm = torch.arange(head_dim)
     if src == dst:
         return perm
-    to_half = torch.cat((torch.arange(0, rd, 2), torch.arange(1, rd, 2)))  # half[j] = inter[2j], half[r/2+j] = inter[2j+1]
+    # half[j] = inter[2j], half[r/2 + j] = inter[2j + 1]
+    to_half = torch.cat((torch.arange(0, rd, 2), torch.arange(1, rd, 2)))
     perm[:rd] = to_half if dst == "half" else torch.argsort(to_half)
     return perm
 

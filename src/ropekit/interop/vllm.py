@@ -21,7 +21,7 @@ from typing import Any
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import yarn_mscale
-from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, YaRN
+from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
 from ropekit.core.validation import check_choice, suggest
 
 __all__ = ["VLLM_ROPE_TYPES", "from_vllm", "to_vllm"]
@@ -102,7 +102,9 @@ def from_vllm(
     is_neox_style: bool | None = None,
 ) -> RopeConfig:
     """``RopeConfig`` for what vLLM computes from ``d``: either ``get_rope`` kwargs (as :func:`to_vllm`
-    writes) or a bare ``rope_scaling`` dict plus the keyword arguments here.
+    writes) or a bare ``rope_scaling`` dict plus the keyword arguments here. ``mrope_section`` /
+    ``mrope_interleaved`` are accepted and not part of the result: pass them to
+    :func:`ropekit.multiaxis.apply_mrope` with the returned config.
 
     >>> cfg = from_vllm({"rope_type": "dynamic", "alpha": 1000.0}, head_dim=128, base=1e4, max_position=32768)
     >>> cfg.method, cfg.scaling.alpha
@@ -148,7 +150,7 @@ def from_vllm(
                       max_position_embeddings=None if max_position is None else int(max_position), scaling=scaling)
 
 
-def _scaling(rt: str, rs: dict[str, Any], L0: Any, max_position: int | None):
+def _scaling(rt: str, rs: dict[str, Any], L0: Any, max_position: int | None) -> Scaling | None:
     if rt in ("default", "mrope"):
         return None
     if rt == "linear":
@@ -182,7 +184,9 @@ def _scaling(rt: str, rs: dict[str, Any], L0: Any, max_position: int | None):
         return YaRN(**common, attention_factor=None if math.isclose(attn, yarn_mscale(s), rel_tol=1e-12) else attn)
     short_m, long_m = rs.get("short_mscale"), rs.get("long_mscale")
     if short_m is not None and long_m is not None and not math.isclose(float(short_m), float(long_m)):
-        raise ValueError(f"short_mscale={short_m} != long_mscale={long_m}: ropekit's LongRoPE has one attention factor.")
+        raise ValueError(
+            f"short_mscale={short_m} != long_mscale={long_m}: ropekit's LongRoPE has one attention factor."
+        )
     attn = short_m if short_m is not None else long_m
     factor = rs.get("factor")
     if factor is None and max_position is not None:

@@ -21,12 +21,13 @@ from ropekit.core.positions import positions_from_cu_seqlens
 
 __all__ = ["CHUNK_ELEMS", "launch"]
 
-#: fp32 elements of one chunk of one tensor (256 KiB): with its output and buffers it stays in L2.
-CHUNK_ELEMS = 64 * 1024
+#: elements of q+k per chunk: big enough to amortise per-op overhead (~µs), small enough that a
+#: chunk and its output stay in L2/L3 across the few ops that touch it.
+CHUNK_ELEMS = 256 * 1024
 
 
 class _Buffers:
-    """Chunk-sized scratch tensors, allocated once per call and reused across chunks."""
+    """Chunk-sized scratch tensors, allocated on first use and reused across chunks."""
 
     def __init__(self, rows: int, half: int, calc: torch.dtype, table: torch.dtype) -> None:
         self.calc = calc
@@ -34,32 +35,28 @@ class _Buffers:
         self.sin = torch.empty(rows, half, dtype=table)
         self.neg = torch.empty(rows, half, dtype=calc)
         self.w = torch.empty(rows, half, 2, dtype=calc)
-        self.scratch: dict[int, torch.Tensor] = {}
+        self._scratch: list[torch.Tensor | None] = [None, None]
 
-    def get(self, numel: int) -> torch.Tensor:
-        buf = self.scratch.get(0)
+    def get(self, slot: int, shape: torch.Size) -> torch.Tensor:
+        numel = shape.numel()
+        buf = self._scratch[slot]
         if buf is None or buf.numel() < numel:
-            buf = self.scratch[0] = torch.empty(numel, dtype=self.calc)
-        return buf[:numel]
-
-    def wide(self, numel: int) -> torch.Tensor:
-        buf = self.scratch.get(1)
-        if buf is None or buf.numel() < numel:
-            buf = self.scratch[1] = torch.empty(numel, dtype=self.calc)
-        return buf[:numel]
+            buf = self._scratch[slot] = torch.empty(numel, dtype=self.calc)
+        return buf[:numel].view(shape)
 
 
 def _complex(x: torch.Tensor) -> torch.Tensor | None:
-    """``x[..., :rd]`` as complex pairs (2i, 2i+1), or None when the strides do not allow a view."""
+    """``x`` (..., rd) as complex pairs (2i, 2i+1), or None when the strides do not allow a view."""
     try:
         return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
     except RuntimeError:
         return None
 
 
-def _rotate_same(x: torch.Tensor, o: torch.Tensor, c: torch.Tensor, s: torch.Tensor,
-                 w: torch.Tensor | None, interleaved: bool, bufs: _Buffers) -> None:
-    """Rotate rotary channels ``x`` (n, H, rd) of the compute dtype into ``o`` (may alias ``x``)."""
+def _rotate_into(x: torch.Tensor, o: torch.Tensor, c: torch.Tensor, s: torch.Tensor,
+                 w: torch.Tensor | None, interleaved: bool) -> None:
+    """``o = rotate(x)`` for rotary channels ``x``/``o`` (n, H, rd) of the compute dtype; no aliasing
+    except when the complex path applies (an elementwise multiply may write over its input)."""
     if interleaved and w is not None:
         xv, ov = _complex(x), _complex(o)
         if xv is not None and ov is not None:
@@ -68,33 +65,40 @@ def _rotate_same(x: torch.Tensor, o: torch.Tensor, c: torch.Tensor, s: torch.Ten
     half = c.shape[-1]
     if interleaved:
         x1, x2, o1, o2 = x[..., 0::2], x[..., 1::2], o[..., 0::2], o[..., 1::2]
+        torch.mul(x1, c, out=o1)
+        torch.mul(x2, c, out=o2)
     else:
         x1, x2, o1, o2 = x[..., :half], x[..., half:], o[..., :half], o[..., half:]
-    if o.data_ptr() != x.data_ptr():
-        torch.mul(x1, c, out=o1)
-        o1.addcmul_(x2, s, value=-1.0)
-        torch.mul(x2, c, out=o2)
-        o2.addcmul_(x1, s)
-        return
-    tmp = bufs.get(x1.numel()).view(x1.shape)
-    torch.mul(x1, c, out=tmp)
-    tmp.addcmul_(x2, s, value=-1.0)
-    x2.mul_(c).addcmul_(x1, s)
-    x1.copy_(tmp)
+        # Both halves times cos in one op (cos broadcast over heads and halves).
+        torch.mul(x.unflatten(-1, (2, half)), c.unsqueeze(-2), out=o.unflatten(-1, (2, half)))
+    o1.addcmul_(x2, s, value=-1.0)
+    o2.addcmul_(x1, s)
 
 
 def _rotate_chunk(x: torch.Tensor, o: torch.Tensor, c: torch.Tensor, s: torch.Tensor,
                   w: torch.Tensor | None, interleaved: bool, bufs: _Buffers) -> None:
     rd = 2 * c.shape[-1]
     inplace = o.data_ptr() == x.data_ptr()
+    xr, orr = x[..., :rd], o[..., :rd]
     if x.dtype == bufs.calc:
-        _rotate_same(x[..., :rd], o[..., :rd], c, s, w, interleaved, bufs)
+        complex_ok = interleaved and w is not None and _complex(xr) is not None and _complex(orr) is not None
+        if inplace and not complex_ok:
+            src = bufs.get(0, xr.shape)
+            src.copy_(xr)  # the chunk is in cache: this copy is cheap, and frees xr to be the output
+            _rotate_into(src, orr, c, s, w, interleaved)
+        else:
+            _rotate_into(xr, orr, c, s, w, interleaved)
     else:
         # Low precision: widen once, rotate in fp32, round once on the way back.
-        xf = bufs.wide(x.shape[0] * x.shape[1] * rd).view(x.shape[0], x.shape[1], rd)
-        xf.copy_(x[..., :rd])
-        _rotate_same(xf, xf, c, s, w, interleaved, bufs)
-        o[..., :rd].copy_(xf)
+        xf = bufs.get(0, xr.shape)
+        xf.copy_(xr)
+        if interleaved and w is not None:
+            _rotate_into(xf, xf, c, s, w, interleaved)
+            orr.copy_(xf)
+        else:
+            of = bufs.get(1, xr.shape)
+            _rotate_into(xf, of, c, s, w, interleaved)
+            orr.copy_(of)
     if not inplace and rd < x.shape[-1]:
         o[..., rd:].copy_(x[..., rd:])
 
@@ -158,26 +162,35 @@ def launch(
     half = cos_table.shape[1]
     calc = torch.float64 if q.dtype == torch.float64 else torch.float32
     heads = q.shape[-2] + (0 if k is None else k.shape[-2])
-    rows = max(1, CHUNK_ELEMS // max(1, heads * q.shape[-1]))
-    bufs = _Buffers(rows, half, calc, cos_table.dtype)
+    max_rows = max(1, CHUNK_ELEMS // max(1, heads * q.shape[-1]))
+    bufs = _Buffers(max_rows, half, calc, cos_table.dtype)
     for qs, ks, qos, kos, pos in _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):
         n_rows = qs.shape[0]
-        for r0 in range(0, n_rows, rows):
-            n = min(rows, n_rows - r0)
+        if n_rows == 0:
+            continue
+        rows = -(-n_rows // -(-n_rows // max_rows))  # equal chunks: no tiny remainder chunk
+        # Chunk views made in one call each (per-chunk slicing in Python would cost more than the math).
+        pairs = [(x.split(rows), o.split(rows)) for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2]]
+        if isinstance(pos, int):
+            cos_chunks = cos_table[pos: pos + n_rows].split(rows)
+            sin_chunks = sin_table[pos: pos + n_rows].split(rows)
+        else:
+            pos_chunks = pos.split(rows)
+        for i in range(len(pairs[0][0]) if pairs else 0):
             if isinstance(pos, int):
-                c, s = cos_table[pos + r0: pos + r0 + n], sin_table[pos + r0: pos + r0 + n]
+                c, s = cos_chunks[i], sin_chunks[i]
             else:
-                idx = pos[r0: r0 + n]
-                c = torch.index_select(cos_table, 0, idx, out=bufs.cos[:n])
-                s = torch.index_select(sin_table, 0, idx, out=bufs.sin[:n])
+                n = pos_chunks[i].shape[0]
+                c = torch.index_select(cos_table, 0, pos_chunks[i], out=bufs.cos[:n])
+                s = torch.index_select(sin_table, 0, pos_chunks[i], out=bufs.sin[:n])
+            n = c.shape[0]
             if c.dtype != calc:
                 c, s = c.to(calc), s.to(calc)
             if conj:
                 s = torch.neg(s, out=bufs.neg[:n])
             w = None
             if interleaved:
-                w = torch.view_as_complex(torch.stack((c, s), dim=-1, out=bufs.w[:n]))[:, None, :]
-            c3, s3 = c[:, None, :], s[:, None, :]
-            for x, o in ((qs, qos), (ks, kos)):
-                if x is not None and x.shape[-2] > 0:
-                    _rotate_chunk(x[r0: r0 + n], o[r0: r0 + n], c3, s3, w, interleaved, bufs)
+                w = torch.view_as_complex(torch.stack((c, s), dim=-1, out=bufs.w[:n])).unsqueeze(1)
+            c3, s3 = c.unsqueeze(1), s.unsqueeze(1)
+            for xs, os_ in pairs:
+                _rotate_chunk(xs[i], os_[i], c3, s3, w, interleaved, bufs)

@@ -168,7 +168,8 @@ def rotate_triton(q, k, cos_table, sin_table, *, positions=None, offset=0, cu_se
         raise ImportError("backend='triton' needs the 'triton' package (pip install triton).")
     from ropekit.kernels import triton_rope
 
-    if isinstance(q, torch.Tensor) and q.device.type != "cuda" and not (q.device.type == "cpu" and triton_rope.INTERPRETED):
+    interpreted_cpu = isinstance(q, torch.Tensor) and q.device.type == "cpu" and triton_rope.INTERPRETED
+    if isinstance(q, torch.Tensor) and q.device.type != "cuda" and not interpreted_cpu:
         raise ValueError(
             f"backend='triton' needs CUDA tensors, got q on {q.device} (CPU runs only under the Triton "
             "interpreter: set TRITON_INTERPRET=1 before triton is imported); use backend='cpu' or 'auto'."
@@ -179,7 +180,16 @@ def rotate_triton(q, k, cos_table, sin_table, *, positions=None, offset=0, cu_se
 
 def rotate_cpu(q, k, cos_table, sin_table, *, positions=None, offset=0, cu_seqlens=None,  # type: ignore[no-untyped-def]
                layout="half", inplace=False):
-    """Chunked CPU rotation (see :mod:`ropekit.kernels.cpu`); q and k must be CPU tensors."""
+    """Chunked CPU rotation (see :mod:`ropekit.kernels.cpu`); q and k must be CPU tensors.
+
+    >>> import torch
+    >>> from ropekit.core.tables import cos_sin_table
+    >>> cos, sin = cos_sin_table(10000.0 ** -torch.arange(0, 1, 0.25, dtype=torch.float64), 16)
+    >>> q, k = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 1, 8)
+    >>> q2, k2 = rotate_cpu(q, k, cos, sin, offset=torch.tensor([0, 12]), layout="interleaved")
+    >>> q2.shape, k2.shape
+    (torch.Size([2, 4, 3, 8]), torch.Size([2, 4, 1, 8]))
+    """
     if isinstance(q, torch.Tensor) and q.device.type != "cpu":
         raise ValueError(f"backend='cpu' needs CPU tensors, got q on {q.device}; use backend='auto'.")
     return _rotate("cpu", q, k, cos_table, sin_table, positions=positions, offset=offset,

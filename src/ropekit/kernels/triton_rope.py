@@ -178,7 +178,7 @@ def launch(
     half = cos_table.shape[1]
     rot = 2 * half
     block_p = triton.next_power_of_2(half)
-    block_h = min(8, triton.next_power_of_2(min(hq, hkv) if hkv else hq))
+    block_h = min(8, triton.next_power_of_2(max(1, min(hq, hkv) if hkv else hq)))
     block_t = max(1, min(_TILE_ELEMS // (2 * block_p * block_h), triton.next_power_of_2(n_tok)))
     n_qblk = triton.cdiv(hq, block_h)
     n_kblk = triton.cdiv(hkv, block_h)
@@ -204,7 +204,8 @@ def launch(
         half, rot, d,
         POS_MODE=pos_mode, HAS_OFF_T=offsets is not None, CONJ=conj,
         INTERLEAVED=interleaved, COPY_TAIL=(rot < d) and (q_out.data_ptr() != q.data_ptr()),
-        COMPUTE=compute, MANUAL_BF16=INTERPRETED and q_out.dtype == torch.bfloat16, BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_P=block_p,
+        COMPUTE=compute, MANUAL_BF16=INTERPRETED and q_out.dtype == torch.bfloat16,
+        BLOCK_T=block_t, BLOCK_H=block_h, BLOCK_P=block_p,
         BLOCK_TAIL=triton.next_power_of_2(max(1, d - rot)),
         num_warps=4,
     )

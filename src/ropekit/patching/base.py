@@ -174,7 +174,8 @@ class PatchHandle:
                     had = "forward" in module.__dict__
                     self._attn.append((module, had, module.__dict__.get("forward")))
                     module.forward = forward.__get__(module)
-                    module._ropekit_rope = adapter.rope  # plain attribute: not registered as a submodule
+                    # plain instance attribute, not a registered submodule: state_dict / named_modules unchanged
+                    object.__setattr__(module, "_ropekit_rope", adapter.rope)
         except BaseException:
             self.undo()
             raise

@@ -10,7 +10,7 @@ from ropekit.study.data import Corpus, load_corpus
 from ropekit.study.encodings import ENCODINGS, EVAL_SCALINGS, alibi_slopes, make_encoding, sinusoidal_table
 from ropekit.study.model import DecoderLM, ModelConfig
 from ropekit.study.runner import RUN_NAMES, StudyConfig, run_study
-from ropekit.study.train import TrainConfig, train
+from ropekit.study.train import TrainConfig  # `train` stays reachable as ropekit.study.train.train
 
 __all__ = [
     "ENCODINGS",
@@ -26,5 +26,4 @@ __all__ = [
     "make_encoding",
     "run_study",
     "sinusoidal_table",
-    "train",
 ]

@@ -76,7 +76,7 @@ class Learned(PositionEncoding):
         super().__init__()
         self.max_len = check_positive_int("max_len", max_len)
         self.table = nn.Embedding(max_len, d_model)
-        nn.init.normal_(self.table.weight, std=0.02)
+        nn.init.normal_(self.table.weight, std=d_model**-0.5)  # fairseq's LearnedPositionalEmbedding init
 
     def add_to_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.max_len:
@@ -100,7 +100,7 @@ def sinusoidal_table(length: int, d_model: int, base: float = 10000.0) -> torch.
 
 
 class Sinusoidal(PositionEncoding):
-    """Fixed sinusoidal absolute positions added to the (scaled) token embeddings."""
+    """Fixed sinusoidal absolute positions added to the token embeddings (scaled by sqrt(d_model))."""
 
     name = "sinusoidal"
 

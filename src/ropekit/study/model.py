@@ -118,16 +118,20 @@ class DecoderLM(nn.Module):
         self._init()
 
     def _init(self) -> None:
+        # fairseq / Vaswani et al.: token embeddings N(0, 1/d) multiplied by sqrt(d) on input (unit scale),
+        # so a sinusoidal table of amplitude 1 and a learned one of std 1/sqrt(d) sit at their usual ratio.
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 nn.init.zeros_(p)
+            elif name == "embed.weight":
+                nn.init.normal_(p, std=self.cfg.d_model ** -0.5)
             elif p.dim() == 2 and not name.startswith("encoding."):
                 std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("wo.weight", "mlp.2.weight")) else 0.02
                 nn.init.normal_(p, std=std)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, seqlen, vocab)`` for token ids ``idx`` ``(batch, seqlen)``."""
-        x = self.encoding.add_to_embeddings(self.embed(idx))
+        x = self.encoding.add_to_embeddings(self.embed(idx) * math.sqrt(self.cfg.d_model))
         for blk in self.blocks:
             x = blk(x)
         return F.linear(self.ln_f(x), self.embed.weight)

@@ -48,15 +48,15 @@ class StudyConfig:
     n_kv_heads: int | None = None
     rope_base: float = 10000.0
     # training
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 16
     lr: float = 3e-3
-    warmup: int = 30
+    warmup: int = 60
     # evaluation
     target: int = 32
-    n_windows: int = 128
-    n_blocks: int = 16
-    n_regions: int = 16
+    n_windows: int = 96
+    n_blocks: int = 8
+    n_regions: int = 8
     region_len: int = 128
     stride: int = 64
     n_boot: int = 2000
@@ -104,7 +104,7 @@ def _plan(cfg: StudyConfig, n_tokens: int):
 def _eval_fingerprint(cfg: StudyConfig, n_tokens: int) -> dict[str, Any]:
     keys = ("train_len", "multiples", "target", "n_windows", "n_blocks", "n_regions", "region_len", "stride",
             "heldout_percent", "scale_factor")
-    return {"heldout_tokens": n_tokens, **{k: getattr(cfg, k) for k in keys}}
+    return _jsonable({"heldout_tokens": n_tokens, **{k: getattr(cfg, k) for k in keys}})
 
 
 def _variants(cfg: StudyConfig, name: str) -> list[str]:

@@ -1,0 +1,77 @@
+"""End to end: `ropekit study` on a tiny corpus, its resume, and the same command under torchrun (2 gloo ranks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ropekit
+from ropekit.commands import study as cmd
+
+ARGS = ["--encodings", "nope,alibi,rope", "--seeds", "0", "--steps", "6", "--batch-size", "4", "--d-model", "32",
+        "--layers", "1", "--heads", "2", "--train-len", "32", "--windows", "6", "--scalings", "linear,yarn",
+        "--no-progress", "--device", "cpu", "--threads", "1"]
+
+
+def _eval(out: Path, run: str) -> dict:
+    return json.loads((out / "runs" / run / "eval.json").read_text())["variants"]
+
+
+def test_cli_end_to_end_and_resume(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    assert cmd.main([*ARGS, "--out", str(out), "--root", str(tiny_root)]) == 0
+    printed = capsys.readouterr().out
+    assert "Same target tokens" in printed and "rope+yarn" in printed
+    res = json.loads((out / "results.json").read_text())
+    labels = {(r["encoding"], r["variant"], r["protocol"]) for r in res["rows"]}
+    assert ("rope", "linear", "same_target") in labels and ("alibi", "none", "sliding") in labels
+    assert {r["context"] for r in res["rows"]} == {32, 64, 128, 256}
+    for r in res["rows"]:
+        assert r["lo"] <= r["ppl"] <= r["hi"] and r["ppl"] > 1
+    assert (out / "study.png").stat().st_size > 10_000 and (out / "results.md").exists()
+
+    # resume: nothing is retrained or re-evaluated, results are identical
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("runs/*/*")}
+    assert cmd.main([*ARGS, "--out", str(out), "--root", str(tiny_root)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("runs/*/*")} == stamps
+    assert json.loads((out / "results.json").read_text())["rows"] == res["rows"]
+
+    # other settings in the same folder are refused, not mixed in
+    with pytest.raises(ValueError, match="other settings"):
+        cmd.main([*ARGS, "--out", str(out), "--root", str(tiny_root), "--steps", "7"])
+
+
+def test_quick_preset_and_bad_names() -> None:
+    parser = __import__("argparse").ArgumentParser()
+    cmd.add_arguments(parser)
+    cfg = cmd.config_from_args(parser.parse_args(["--quick", "--steps", "9"]))
+    assert cfg.seeds == (0,) and cfg.steps == 9 and cfg.d_model == 64
+    full = cmd.config_from_args(parser.parse_args([]))
+    assert full.encodings == ("nope", "learned", "sinusoidal", "alibi", "rope") and len(full.seeds) == 3
+    with pytest.raises(ValueError, match="sinusoidal"):
+        cmd.config_from_args(parser.parse_args(["--encodings", "sinusodal"]))
+
+
+def test_torchrun_two_gloo_ranks_give_the_single_process_result(tiny_root: Path, tmp_path: Path) -> None:
+    single, ddp = tmp_path / "one", tmp_path / "two"
+    assert cmd.main([*ARGS, "--out", str(single), "--root", str(tiny_root)]) == 0
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(ropekit.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+         "-m", "ropekit.study", *ARGS, "--out", str(ddp), "--root", str(tiny_root)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for run in ("nope-seed0", "alibi-seed0", "rope-seed0"):
+        a, b = _eval(single, run), _eval(ddp, run)
+        assert a.keys() == b.keys()
+        for variant in a:
+            for proto in a[variant]:
+                for c in a[variant][proto]:
+                    assert b[variant][proto][c] == pytest.approx(a[variant][proto][c], rel=1e-4), (run, variant, c)
