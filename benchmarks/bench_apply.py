@@ -44,13 +44,13 @@ MODES = ("fwd", "bwd", "fwd+bwd")
 HBM_PEAK_GBS = {"H100 NVL": 3900.0, "H100": 3350.0, "H200": 4800.0, "A100": 2039.0, "B200": 8000.0, "GB200": 8000.0}
 
 
-def make_case(name: str, spec: tuple, dtype: torch.dtype, device: torch.device) -> Case:
+def make_case(name: str, spec: tuple, dtype: torch.dtype, device: torch.device, layout: str = "half") -> Case:
     batch, seqlen, hq, hkv, d, scattered = spec
     positions = None
     if scattered:  # decode: one new token per sequence at scattered cache lengths
         gen = torch.Generator().manual_seed(1)
         positions = torch.randint(0, 32768, (batch, seqlen), generator=gen)
-    return Case(name, batch, seqlen, hq, hkv, d, dtype, device, positions)
+    return Case(name, batch, seqlen, hq, hkv, d, dtype, device, positions, layout)
 
 
 class Timer:
@@ -124,7 +124,7 @@ def peak_memory(fn, device: torch.device) -> int:
         fn()
     level = peak = 0
     for ev in sorted(prof.events(), key=lambda e: e.time_range.start):
-        level += ev.cpu_memory_usage
+        level += ev.self_cpu_memory_usage
         peak = max(peak, level)
     return peak
 
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     for rnd in range(args.rounds):
         for sname, spec in shapes.items():
             for dname in args.dtypes.split(","):
-                case = make_case(sname, spec, DTYPES[dname], device)
+                case = make_case(sname, spec, DTYPES[dname], device, args.layout)
                 floor_impl = BUILDERS["copy-floor"](case)
                 floor_fn = runner(floor_impl, "fwd")
                 for iname in impls:
@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller shapes")
     p.add_argument("--shapes", help=f"comma list from {list(SHAPES) + list(QUICK)}")
     p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--layout", default="half", choices=["half", "interleaved"])
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--impls", help=f"comma list from {list(BUILDERS)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -264,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "device": dev_name,
-            "torch": torch.__version__, "argv": sys.argv[1:], "threads": torch.get_num_threads()}
-    print(f"# {meta['date']}  {dev_name}  torch {torch.__version__}")
+            "torch": torch.__version__, "argv": sys.argv[1:], "threads": torch.get_num_threads(),
+            "layout": args.layout}
+    print(f"# {meta['date']}  {dev_name}  torch {torch.__version__}  layout {args.layout}")
     print(table(rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

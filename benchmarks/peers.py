@@ -27,7 +27,8 @@ class Unsupported(Exception):
 
 @dataclass
 class Case:
-    """q ``(batch, seqlen, q_heads, head_dim)``, k ``(batch, seqlen, kv_heads, head_dim)``, "half" layout."""
+    """q ``(batch, seqlen, q_heads, head_dim)``, k ``(batch, seqlen, kv_heads, head_dim)``; ``layout``
+"half" (NeoX/HF, i <-> i + d/2) or "interleaved" (GPT-J, 2i <-> 2i+1)."""
 
     name: str
     batch: int
@@ -38,6 +39,7 @@ class Case:
     dtype: torch.dtype
     device: torch.device
     positions: torch.Tensor | None = None  # (batch, seqlen) int64 when scattered (decode)
+    layout: str = "half"
 
     def __post_init__(self) -> None:
         gen = torch.Generator().manual_seed(0)
@@ -79,7 +81,7 @@ def _ropekit(backend: str, inplace: bool = False) -> Callable[[Case], Impl]:
         kw = {"positions": c.positions} if c.positions is not None else {}
 
         def fn(q, k):
-            return apply_rotary(q, k, c.cos, c.sin, backend=backend, inplace=inplace, **kw)
+            return apply_rotary(q, k, c.cos, c.sin, backend=backend, inplace=inplace, layout=c.layout, **kw)
 
         return Impl(fn, (c.q.clone(), c.k.clone()), inplace)
 
@@ -94,7 +96,13 @@ def _copy(c: Case) -> Impl:
     return Impl(fn, (c.q, c.k, torch.empty_like(c.q), torch.empty_like(c.k)), differentiable=False)
 
 
+def _half_only(c: Case) -> None:
+    if c.layout != "half":
+        raise Unsupported("half (NeoX) layout only")
+
+
 def _hf(c: Case) -> Impl:
+    _half_only(c)
     try:
         from transformers import LlamaConfig
         from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
@@ -118,6 +126,7 @@ def _rotary_embedding_torch(c: Case) -> Impl:
         raise Unsupported("rotary-embedding-torch not installed") from exc
     if c.positions is not None:
         raise Unsupported("no per-token positions")
+    # Its pairing is always interleaved (GPT-J); the timing is comparable either way.
     rot = RotaryEmbedding(dim=c.head_dim, theta=BASE, use_xpos=False).to(c.device)
 
     def fn(q, k):
@@ -132,6 +141,7 @@ def _cache_cat(c: Case, dtype: torch.dtype | None = None) -> torch.Tensor:
 
 
 def _liger(c: Case) -> Impl:
+    _half_only(c)
     if c.device.type != "cuda":
         raise Unsupported("needs CUDA")
     try:
@@ -155,10 +165,11 @@ def _flash_attn(c: Case) -> Impl:
     if c.positions is not None and c.seqlen != 1:
         raise Unsupported("no per-token positions")
     offs = c.positions[:, 0].to(torch.int32).contiguous() if c.positions is not None else 0
+    il = c.layout == "interleaved"
 
     def fn(q, k):
-        return (apply_rotary_emb(q, c.cos, c.sin, seqlen_offsets=offs),
-                apply_rotary_emb(k, c.cos, c.sin, seqlen_offsets=offs))
+        return (apply_rotary_emb(q, c.cos, c.sin, interleaved=il, seqlen_offsets=offs),
+                apply_rotary_emb(k, c.cos, c.sin, interleaved=il, seqlen_offsets=offs))
 
     return Impl(fn, (c.q.clone(), c.k.clone()))
 
@@ -176,7 +187,7 @@ def _flashinfer(c: Case) -> Impl:
     k = c.k.reshape(-1, c.hkv * c.head_dim).clone()
 
     def fn(q, k):
-        flashinfer.apply_rope_with_cos_sin_cache_inplace(pos, q, k, c.head_dim, cache, is_neox=True)
+        flashinfer.apply_rope_with_cos_sin_cache_inplace(pos, q, k, c.head_dim, cache, is_neox=c.layout == "half")
         return q, k
 
     return Impl(fn, (q, k), inplace=True)
@@ -195,7 +206,7 @@ def _vllm(c: Case) -> Impl:
     k = c.k.reshape(-1, c.hkv * c.head_dim).clone()
 
     def fn(q, k):
-        ops.rotary_embedding(pos, q, k, c.head_dim, cache, True)
+        ops.rotary_embedding(pos, q, k, c.head_dim, cache, c.layout == "half")
         return q, k
 
     return Impl(fn, (q, k), inplace=True)

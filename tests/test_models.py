@@ -20,10 +20,11 @@ def test_bundled_smollm2_loads_offline_and_caches(monkeypatch):
     cached = models.cache_dir() / models._cache_key(src)
     assert (cached / "model.safetensors").is_file() and (cached / "tokenizer.json").is_file()
     t0 = time.perf_counter()
-    again, tok2 = load_model("smollm2", device="cpu")  # alias, from the cache
+    again, _ = load_model("smollm2", device="cpu")  # alias, from the cache
     assert time.perf_counter() - t0 < 30  # ~1 s unloaded; generous for a shared CI box
     cfg = model.config
-    assert (cfg.model_type, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == ("llama", 30, 9, 3)
+    shape = (cfg.model_type, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads)
+    assert shape == ("llama", 30, 9, 3)
     assert not hasattr(again.config, "quantization_config")
     x = torch.tensor([tok("def main():\n    return 0")["input_ids"]])
     with torch.no_grad():

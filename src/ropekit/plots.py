@@ -59,16 +59,27 @@ __all__ += ["plot_study"]
 
 
 def plot_study(results: dict[str, Any], path: str | Path) -> Path:
-    """Perplexity vs evaluation context (multiples of the training length L), one panel per protocol,
-    one line per encoding (dashed: RoPE scaled at inference), shaded paired-bootstrap 95% CIs.
-    ``results`` comes from :func:`ropekit.study.aggregate.aggregate`. Written atomically (tmp + replace)."""
+    """Train short, test long: one column per protocol. Top: perplexity vs evaluation context (multiples of
+    the training length L) with 95% CIs; bottom: the paired ratio to the same model at 1x with its 95% CI
+    (the CIs that matter: windows are shared, so between-window spread cancels). Dashed: RoPE scaled at
+    inference. ``results`` comes from :func:`ropekit.study.aggregate.aggregate`. Written atomically."""
     import os
 
     plt = _pyplot()
+    from matplotlib import ticker
+
     titles = {"same_target": "same target tokens", "nonoverlap": "non-overlapping", "sliding": "sliding window"}
     protos = [p for p in titles if any(r["protocol"] == p for r in results["rows"])]
-    fig, axes = plt.subplots(1, len(protos), figsize=(5.2 * len(protos), 4.4), squeeze=False)
-    for ax, proto in zip(axes[0], protos):
+    labels: list[str] = []
+    for r in results["rows"]:
+        label = r["encoding"] if r["variant"] == "none" else f"{r['encoding']}+{r['variant']}"
+        if label not in labels:
+            labels.append(label)
+    # one distinct colour per line: tab10 up to 10 lines, tab20 beyond (a repeated colour misreads as one model)
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colors = {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(2, len(protos), figsize=(5.0 * len(protos) + 1.6, 7.6), squeeze=False, sharex=True)
+    for col, proto in enumerate(protos):
         series: dict[str, list[dict[str, Any]]] = {}
         for r in results["rows"]:
             if r["protocol"] == proto:
@@ -77,23 +88,33 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
         for label, rows in series.items():
             rows = sorted(rows, key=lambda r: r["context"])
             x = [r["multiple"] for r in rows]
-            style = "--" if "+" in label else "-"
-            (line,) = ax.plot(x, [r["ppl"] for r in rows], style, marker="o", ms=3, label=label)
-            ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], color=line.get_color(), alpha=0.15)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.axvline(1, color="k", lw=0.8, ls=":")
-        ax.set_xlabel(f"evaluation context / training length L={results['train_len']}")
-        ax.set_ylabel("perplexity (bytes)")
-        ax.set_title(titles[proto])
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(f"Train at L={results['train_len']}, test longer (seeds {results['seeds']})")
-    fig.tight_layout()
+            style = dict(color=colors[label], ls="--" if "+" in label else "-", marker="o", ms=3, label=label)
+            top, bottom = axes[0][col], axes[1][col]
+            top.errorbar(x, [r["ppl"] for r in rows], capsize=2, lw=1.2, **style,
+                         yerr=[[r["ppl"] - r["lo"] for r in rows], [r["hi"] - r["ppl"] for r in rows]])
+            bottom.plot(x, [r["vs_1x"]["ratio"] for r in rows], **style)
+            bottom.fill_between(x, [r["vs_1x"]["lo"] for r in rows], [r["vs_1x"]["hi"] for r in rows],
+                                color=colors[label], alpha=0.15)
+        axes[0][col].set_title(titles[proto])
+        axes[0][col].set_ylabel("perplexity (bytes)")
+        axes[1][col].set_ylabel("ppl / ppl at 1x (paired)")
+        axes[1][col].set_xlabel(f"evaluation context / training length L={results['train_len']}")
+        axes[1][col].axhline(1, color="k", lw=0.8, ls=":")
+        for ax in (axes[0][col], axes[1][col]):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+            ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
+            ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%gx"))
+            ax.grid(True, which="both", alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="center right")
+    fig.suptitle(f"Train at L={results['train_len']}, test longer (seeds {results['seeds']}, 95% paired bootstrap CIs)")
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (5.0 * len(protos) + 1.6), 1))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out)
     return out
@@ -141,7 +162,8 @@ def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
             for j, k in enumerate(keys):
                 c = methods[lab]["passkey"].get(k)
                 if c is not None:
-                    ax2.text(j, i, f"{c['correct']}/{c['trials']}", ha="center", va="center", fontsize=8)
+                    ax2.text(j, i, f"{c['correct']}/{c['trials']}", ha="center", va="center", fontsize=9,
+                             color="white" if c["accuracy"] > 0.8 or c["accuracy"] < 0.2 else "black")
         ax2.set_title("passkey accuracy (length, depth)")
         fig.colorbar(im, ax=ax2, fraction=0.046)
     fig.tight_layout()

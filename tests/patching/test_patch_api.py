@@ -96,7 +96,7 @@ def test_bad_input():
     assert not hasattr(model, "_ropekit_patch")
 
     class Fake:
-        class config:  # noqa: N801
+        class config:
             model_type = "lama"
 
     with pytest.raises(ValueError, match="supports HF model types .*Did you mean 'llama'"):

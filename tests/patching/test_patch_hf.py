@@ -41,7 +41,10 @@ def test_own_rope_matches_stock(family, backend, ids):
 
 SCALINGS = {
     "linear": ({"rope_type": "linear", "factor": 2.0}, ropekit.Linear(factor=2.0)),
-    "dynamic": ({"rope_type": "dynamic", "factor": 2.0}, ropekit.DynamicNTK(factor=2.0, original_max_position_embeddings=L0)),
+    "dynamic": (
+        {"rope_type": "dynamic", "factor": 2.0},
+        ropekit.DynamicNTK(factor=2.0, original_max_position_embeddings=L0),
+    ),
     "yarn": (
         {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": L0},
         ropekit.YaRN(factor=2.0, original_max_position_embeddings=L0),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import ropekit
 from ropekit.commands import study as cmd
@@ -24,7 +27,9 @@ def _eval(out: Path, run: str) -> dict:
 
 def test_cli_end_to_end_and_resume(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s"
+    threads = torch.get_num_threads()
     assert cmd.main([*ARGS, "--out", str(out), "--root", str(tiny_root)]) == 0
+    assert torch.get_num_threads() == threads  # --threads does not leak out of an in-process call
     printed = capsys.readouterr().out
     assert "Same target tokens" in printed and "rope+yarn" in printed
     res = json.loads((out / "results.json").read_text())
@@ -44,6 +49,14 @@ def test_cli_end_to_end_and_resume(tiny_root: Path, tmp_path: Path, capsys: pyte
     # other settings in the same folder are refused, not mixed in
     with pytest.raises(ValueError, match="other settings"):
         cmd.main([*ARGS, "--out", str(out), "--root", str(tiny_root), "--steps", "7"])
+    # ... but a study can grow: one more encoding trains only that run
+    grown = [*ARGS, "--out", str(out), "--root", str(tiny_root)]
+    grown[grown.index("nope,alibi,rope")] = "nope,alibi,rope,p-rope"
+    assert cmd.main(grown) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["encoding"] for r in rows} == {"nope", "alibi", "rope", "p-rope"}
+    assert [r for r in rows if r["encoding"] != "p-rope"] == res["rows"]
 
 
 def test_quick_preset_and_bad_names() -> None:
@@ -62,12 +75,21 @@ def test_torchrun_two_gloo_ranks_give_the_single_process_result(tiny_root: Path,
     assert cmd.main([*ARGS, "--out", str(single), "--root", str(tiny_root)]) == 0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(ropekit.__file__).parents[1]),
                                                        os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
-         "-m", "ropekit.study", *ARGS, "--out", str(ddp), "--root", str(tiny_root)],
-        env=env, capture_output=True, text=True, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmdline = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), "-m", "ropekit.study", *ARGS, "--out", str(ddp), "--root", str(tiny_root)]
+    # own session, so a hang can be killed with all of torchrun's workers
+    proc = subprocess.Popen(cmdline, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
     for run in ("nope-seed0", "alibi-seed0", "rope-seed0"):
         a, b = _eval(single, run), _eval(ddp, run)
         assert a.keys() == b.keys()

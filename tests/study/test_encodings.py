@@ -94,8 +94,8 @@ def test_rotary_scores_depend_on_relative_position_only() -> None:
 def test_p_rope_keeps_highest_frequencies_and_leaves_other_channels() -> None:
     full, part = Rotary(16, 32, fraction=1.0), Rotary(16, 32, fraction=0.5)
     assert part.n_keep == 4
-    cf, sf = full.tables(10, torch.device("cpu"))
-    cp, sp = part.tables(10, torch.device("cpu"))
+    cf, _ = full.tables(10, torch.device("cpu"))
+    cp, _ = part.tables(10, torch.device("cpu"))
     torch.testing.assert_close(cp, cf[:, :4])  # the first (highest) frequencies
     q, k = torch.randn(1, 10, 2, 16), torch.randn(1, 10, 2, 16)
     q2, k2 = part.rotate(q, k)
@@ -137,3 +137,16 @@ def test_bad_names_are_clear_errors() -> None:
         make_encoding("alibbi", d_model=8, n_heads=2, head_dim=4, train_len=8, max_len=8)
     with pytest.raises(ValueError, match="yarn"):
         Rotary(8, 8).set_scaling("yarm", 2.0)
+
+
+def test_rotary_takes_any_rope_config() -> None:
+    cfg = ropekit.RopeConfig(head_dim=16, base=1000.0, layout="interleaved", partial_rotary_factor=0.5,
+                             max_position_embeddings=32, scaling=ropekit.Linear(factor=2.0))
+    enc = Rotary(16, 32, config=cfg)
+    q, k = torch.randn(1, 7, 2, 16), torch.randn(1, 7, 2, 16)
+    a, b = enc.rotate(q, k)
+    c, d = ropekit.RotaryEmbedding(cfg, backend="reference")(q, k)
+    torch.testing.assert_close(a, c)
+    torch.testing.assert_close(b, d)
+    with pytest.raises(ValueError, match="head_dim=8"):
+        Rotary(8, 32, config=cfg)

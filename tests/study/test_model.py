@@ -8,7 +8,7 @@ from ropekit.study.model import DecoderLM, ModelConfig
 ALL = ["nope", "learned", "sinusoidal", "alibi", "rope"]
 
 
-def _model(enc: str, **kw) -> DecoderLM:  # noqa: ANN003
+def _model(enc: str, **kw) -> DecoderLM:
     torch.manual_seed(0)
     args = dict(d_model=32, n_layers=2, n_heads=4, encoding=enc, train_len=16, max_len=64)
     args.update(kw)

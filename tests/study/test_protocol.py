@@ -9,7 +9,7 @@ from ropekit.study.stats import bootstrap_indices, mean_over_seeds, ppl_ci, rati
 CONTEXTS = (16, 32, 64, 128)
 
 
-def _plan(**kw) -> EvalPlan:  # noqa: ANN003
+def _plan(**kw) -> EvalPlan:
     args = dict(target=8, n_windows=10, n_blocks=3, n_regions=3, region_len=32, stride=8)
     args.update(kw)
     return make_plan(5000, CONTEXTS, **args)

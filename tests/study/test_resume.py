@@ -15,7 +15,7 @@ MCFG = ModelConfig(d_model=32, n_layers=1, n_heads=2, encoding="rope", train_len
 STREAM = (torch.arange(20_000) * 31 % 251).to(torch.uint8)
 
 
-def _cfg(**kw) -> TrainConfig:  # noqa: ANN003
+def _cfg(**kw) -> TrainConfig:
     args = dict(steps=6, batch_size=4, lr=1e-2, warmup=2, seed=5, ckpt_every=3)
     args.update(kw)
     return TrainConfig(**args)
@@ -40,7 +40,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
 
     real = train_mod.local_batch
 
-    def crash_at_4(stream, cfg, train_len, step, dist):  # noqa: ANN001, ANN202
+    def crash_at_4(stream, cfg, train_len, step, dist):
         if step == 4:
             raise KeyboardInterrupt("simulated kill")
         return real(stream, cfg, train_len, step, dist)
@@ -61,7 +61,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
 def test_finished_runs_are_not_retrained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, _ = train(MCFG, _cfg(), STREAM, tmp_path / "m.pt", progress=False)
 
-    def boom(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def boom(*a, **k):
         raise AssertionError("a finished run was retrained")
 
     monkeypatch.setattr(train_mod, "local_batch", boom)

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--out", default="ropekit-eval", help="output directory (default: ./ropekit-eval)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run (<= 3 min on 2 CPU cores): none+yarn, one 1.25x-context window, short passkey")
+                        help="smoke run (<= 3 min on 2 CPU cores): none+yarn, one 1.125x-context window, short passkey")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,7 +87,7 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 def _quick_lengths(plan: Any, context: int) -> None:
     # --quick: the smallest window that still reaches past the trained context, and a short passkey
     if plan.lengths is None:
-        plan.lengths = (context + context // 4,)
+        plan.lengths = (context + context // 8,)
     if plan.passkey_lengths is None:
         plan.passkey_lengths = (context // 4,)
 

@@ -82,21 +82,25 @@ def run(args: argparse.Namespace) -> int:
     """Run (or resume) the study and print the Markdown tables."""
     import time
 
+    import torch
+
     from ropekit.study.distributed import init_distributed
     from ropekit.study.report import format_tables
     from ropekit.study.runner import run_study
 
     cfg = config_from_args(args)
+    threads = torch.get_num_threads()
     if args.threads is not None:
-        import torch
-
         torch.set_num_threads(args.threads)
-    dist = init_distributed(args.device)
-    t0 = time.time()
-    results = run_study(cfg, args.out, dist=dist, progress=not args.no_progress, root=args.root)
-    if dist.is_main:
-        print(format_tables(results))
-        print(f"wall time this invocation: {time.time() - t0:.0f} s; results in {args.out}/")
+    try:
+        dist = init_distributed(args.device)
+        t0 = time.time()
+        results = run_study(cfg, args.out, dist=dist, progress=not args.no_progress, root=args.root)
+        if dist.is_main:
+            print(format_tables(results))
+            print(f"wall time this invocation: {time.time() - t0:.0f} s; results in {args.out}/")
+    finally:
+        torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the setting as found
     return 0
 
 

@@ -147,12 +147,14 @@ def prepare(plan: EvalPlan) -> Prepared:
     resolve_model(plan.model)  # unknown names / missing files fail before loading anything
     source = resolve_text(plan.text)
     device = pick_device(plan.device)
-    model, tok = load_model(plan.model, device=device)
-    own = rope_config_of(model)
-    context = own.original_max_position_embeddings or model.config.max_position_embeddings
+    own = rope_config_of(plan.model)  # config only: method/model mismatches fail before loading weights
+    context = own.original_max_position_embeddings or own.max_position_embeddings
+    if context is None:
+        raise ValueError(f"model {plan.model!r} has no max_position_embeddings: cannot place the position buckets.")
+    scalings = _cell_scalings(plan, own, context)
     lengths = tuple(plan.lengths or (2 * context,))
     pk_lengths = tuple(plan.passkey_lengths or (context + context // 4,)) if plan.passkey_trials else ()
-    scalings = _cell_scalings(plan, own, context)
+    model, tok = load_model(plan.model, device=device)
     for n in {*lengths, *pk_lengths}:
         _check_memory(model, n, device)
     windows = {n: token_windows(tok, source, n, plan.windows) for n in lengths} if plan.windows else {}

@@ -1,13 +1,19 @@
 """CPU fast path: the rotation in cache-sized chunks of tokens, with ``out=`` torch ops.
 
 RoPE is memory-bound. Several full-tensor passes (``x1*c``, ``x2*s``, ...) would each stream q and k
-through DRAM; here every op of a chunk runs while the chunk is still in L2, so DRAM sees one read
-and one write of q/k, as a copy does. Further choices, each measured (``benchmarks/bench_apply.py``):
+through DRAM; here the few ops of a chunk run while the chunk is still in cache, so DRAM sees about
+one read and one write of q/k, as a copy does. Choices, each measured with
+``benchmarks/bench_apply.py`` (2-vCPU VM, 1 thread, in place, x a same-bytes copy, Llama-3-8B prefill):
 
-- interleaved pairs rotate as one complex multiply (a vectorised kernel, in place when allowed);
-- cos/sin are gathered per chunk into small reused buffers, never at full ``(tokens, rotary_dim)``;
-- bf16/fp16 chunks are widened to fp32, rotated, and rounded once on the way back;
-- in place allocates only chunk buffers (well under 32 MiB), so big calls pay no page faults.
+- interleaved pairs rotate as one complex multiply per chunk (fp32 ~1.1-1.2x);
+- "half" pairs take three ops per chunk (``x*cos`` on both halves at once, one ``addcmul`` per
+  half; fp32 ~2x): eager torch has no single-pass op for this pairing;
+- bf16/fp16 chunks are widened to fp32, rotated, and rounded once on the way back (~2.7x
+  interleaved, ~3.5-5x half: the widen/round passes cost as much as the data's own bytes);
+- cos/sin are sliced or gathered per chunk into small reused buffers, never at full size;
+- chunk views are split once per call (per-chunk slicing in Python cost ~0.5x of the floor);
+- in place allocates only chunk buffers (a few MiB), so big calls pay no page faults; out of place
+  the fresh output's first-touch page faults dominate (~2x on top).
 
 Same calling convention as :func:`ropekit.kernels.triton_rope.launch`; inputs are validated by
 :mod:`ropekit.kernels.dispatch`.
@@ -23,7 +29,7 @@ __all__ = ["CHUNK_ELEMS", "launch"]
 
 #: elements of q+k per chunk: big enough to amortise per-op overhead (~µs), small enough that a
 #: chunk and its output stay in L2/L3 across the few ops that touch it.
-CHUNK_ELEMS = 256 * 1024
+CHUNK_ELEMS = 128 * 1024
 
 
 class _Buffers:
@@ -31,6 +37,7 @@ class _Buffers:
 
     def __init__(self, rows: int, half: int, calc: torch.dtype, table: torch.dtype) -> None:
         self.calc = calc
+        rows *= 4  # see the one-chunk rule for small inputs in launch()
         self.cos = torch.empty(rows, half, dtype=table)
         self.sin = torch.empty(rows, half, dtype=table)
         self.neg = torch.empty(rows, half, dtype=calc)
@@ -143,6 +150,92 @@ def _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):  # ty
     yield (*views, pos)
 
 
+def _head(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t if t.shape[0] == n else t[:n]
+
+
+class _Plan:
+    """One tensor's chunk views, split once per call so each chunk costs a handful of torch calls.
+
+    Paths: complex multiply (interleaved, fp32/fp64), three ops for "half" (``x*cos`` on both
+    halves at once, then one ``addcmul`` per half; in place via a cached copy of the chunk), and
+    widen -> rotate -> round for bf16/fp16. Anything else (interleaved views whose strides forbid a
+    complex view) falls back to :func:`_rotate_chunk`.
+    """
+
+    def __init__(self, x: torch.Tensor, o: torch.Tensor, rows: int, half: int, interleaved: bool,
+                 bufs: _Buffers) -> None:
+        rd, calc, heads = 2 * half, bufs.calc, x.shape[-2]
+        self.bufs, self.interleaved = bufs, interleaved
+        self.inplace = o.data_ptr() == x.data_ptr()
+        xr, orr = x[..., :rd], o[..., :rd]
+        self.lowp = x.dtype != calc
+        xv = ov = None
+        if interleaved and not self.lowp:
+            xv, ov = _complex(xr), _complex(orr)
+        self.fallback = interleaved and not self.lowp and (xv is None or ov is None)
+        if self.fallback:
+            self.xs, self.os = x.split(rows), o.split(rows)
+            return
+        if not self.inplace and rd < x.shape[-1]:
+            o[..., rd:].copy_(x[..., rd:])  # partial rotary: the tail passes through, in one pass
+        if interleaved and not self.lowp:
+            self.xv, self.ov = xv.split(rows), ov.split(rows)
+            return
+        self.xr, self.orr = xr.split(rows), orr.split(rows)
+        if self.lowp or self.inplace:
+            self.buf = torch.empty(rows, heads, rd, dtype=calc)
+        if self.lowp and interleaved:
+            self.bufv = torch.view_as_complex(self.buf.unflatten(-1, (-1, 2)))
+            return
+        if self.lowp:
+            self.out = torch.empty(rows, heads, rd, dtype=calc)
+            src, dst = self.buf, self.out
+            self.src = (src, src.unflatten(-1, (2, half)), src[..., :half], src[..., half:])
+            self.dst = (dst.unflatten(-1, (2, half)), dst[..., :half], dst[..., half:])
+            return
+        # fp32/fp64 "half": read from x (or, in place, from a copy of the chunk), write o.
+        self.x4 = xr.unflatten(-1, (2, half)).split(rows)
+        self.x1, self.x2 = xr[..., :half].split(rows), xr[..., half:].split(rows)
+        self.o4 = orr.unflatten(-1, (2, half)).split(rows)
+        self.o1, self.o2 = orr[..., :half].split(rows), orr[..., half:].split(rows)
+        if self.inplace:
+            b = self.buf
+            self.src = (b, b.unflatten(-1, (2, half)), b[..., :half], b[..., half:])
+
+    def run(self, i: int, n: int, c3: torch.Tensor, s3: torch.Tensor, w: torch.Tensor | None) -> None:
+        if self.fallback:
+            _rotate_chunk(self.xs[i], self.os[i], c3, s3, w, self.interleaved, self.bufs)
+            return
+        if self.interleaved and not self.lowp:
+            torch.mul(self.xv[i], w, out=self.ov[i])
+            return
+        c4 = c3.unsqueeze(-2)
+        if self.lowp and self.interleaved:
+            b = _head(self.buf, n)
+            b.copy_(self.xr[i])
+            _head(self.bufv, n).mul_(w)
+            self.orr[i].copy_(b)
+            return
+        if self.lowp:
+            src, s4, s1, s2 = (_head(t, n) for t in self.src)
+            d4, d1, d2 = (_head(t, n) for t in self.dst)
+            src.copy_(self.xr[i])
+            torch.mul(s4, c4, out=d4)
+            d1.addcmul_(s2, s3, value=-1.0)
+            d2.addcmul_(s1, s3)
+            self.orr[i].copy_(_head(self.out, n))
+            return
+        if self.inplace:
+            src, x4, x1, x2 = (_head(t, n) for t in self.src)
+            src.copy_(self.xr[i])  # the chunk is in cache: cheap, and frees x to be the output
+        else:
+            x4, x1, x2 = self.x4[i], self.x1[i], self.x2[i]
+        torch.mul(x4, c4, out=self.o4[i])
+        self.o1[i].addcmul_(x2, s3, value=-1.0)
+        self.o2[i].addcmul_(x1, s3)
+
+
 def launch(
     q: torch.Tensor,
     k: torch.Tensor | None,
@@ -164,19 +257,23 @@ def launch(
     heads = q.shape[-2] + (0 if k is None else k.shape[-2])
     max_rows = max(1, CHUNK_ELEMS // max(1, heads * q.shape[-1]))
     bufs = _Buffers(max_rows, half, calc, cos_table.dtype)
+    wv = torch.view_as_complex(bufs.w).unsqueeze(1)
     for qs, ks, qos, kos, pos in _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):
         n_rows = qs.shape[0]
         if n_rows == 0:
             continue
-        rows = -(-n_rows // -(-n_rows // max_rows))  # equal chunks: no tiny remainder chunk
-        # Chunk views made in one call each (per-chunk slicing in Python would cost more than the math).
-        pairs = [(x.split(rows), o.split(rows)) for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2]]
+        if n_rows <= 4 * max_rows:
+            rows = n_rows  # small (decode-sized) work is cache-resident anyway: one chunk, fewest calls
+        else:
+            rows = -(-n_rows // -(-n_rows // max_rows))  # equal chunks: no tiny remainder chunk
+        plans = [_Plan(x, o, rows, half, interleaved, bufs)
+                 for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2]]
         if isinstance(pos, int):
             cos_chunks = cos_table[pos: pos + n_rows].split(rows)
             sin_chunks = sin_table[pos: pos + n_rows].split(rows)
         else:
             pos_chunks = pos.split(rows)
-        for i in range(len(pairs[0][0]) if pairs else 0):
+        for i in range(-(-n_rows // rows) if plans else 0):
             if isinstance(pos, int):
                 c, s = cos_chunks[i], sin_chunks[i]
             else:
@@ -190,7 +287,8 @@ def launch(
                 s = torch.neg(s, out=bufs.neg[:n])
             w = None
             if interleaved:
-                w = torch.view_as_complex(torch.stack((c, s), dim=-1, out=bufs.w[:n])).unsqueeze(1)
+                torch.stack((c, s), dim=-1, out=bufs.w[:n])
+                w = _head(wv, n)
             c3, s3 = c.unsqueeze(1), s.unsqueeze(1)
-            for xs, os_ in pairs:
-                _rotate_chunk(xs[i], os_[i], c3, s3, w, interleaved, bufs)
+            for plan in plans:
+                plan.run(i, n, c3, s3, w)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.reference import LAYOUTS, check_qk
-from ropekit.core.validation import check_choice, check_positions, check_rotary_dim
+from ropekit.core.validation import check_choice, check_rotary_dim
 
 __all__ = ["rotate_cpu", "rotate_triton", "triton_available"]
 
@@ -79,7 +79,7 @@ def _positions_args(
     if isinstance(offset, torch.Tensor):
         offsets = offset.to(dev)
         if check:
-            check_positions(offsets, arg="offset")
+            _check_values(offsets, "offset")
         else:
             _dtype_only(offsets, "offset")
     else:
@@ -116,7 +116,7 @@ def _positions_args(
             )
         pos = positions.to(dev)
         if check:
-            check_positions(pos, limit=table_len)
+            _check_values(pos, "positions", limit=table_len)
         else:
             _dtype_only(pos, "positions")
         return pos, None, None, 0
@@ -128,6 +128,18 @@ def _positions_args(
     elif seqlen:
         _check_range("offset + seqlen - 1", off + seqlen - 1, table_len, "contiguous positions")
     return None, offsets, None, off
+
+
+def _check_values(t: torch.Tensor, arg: str, limit: int | None = None) -> None:
+    """Integer dtype, >= 0 and < ``limit``; one device sync (``aminmax``) instead of two."""
+    _dtype_only(t, arg)
+    if t.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(t))
+    if lo < 0:
+        raise ValueError(f"{arg} must be >= 0, got a minimum of {lo}.")
+    if limit is not None and hi >= limit:
+        raise ValueError(f"{arg} must be < {limit} (the cos/sin table length), got a maximum of {hi}.")
 
 
 def _dtype_only(t: torch.Tensor, arg: str) -> None:

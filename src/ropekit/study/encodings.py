@@ -11,8 +11,7 @@ Each encoding acts at up to three places, and the model calls all three:
 
 RoPE goes through ropekit's public API only: :class:`ropekit.RopeConfig` for frequencies,
 :func:`ropekit.scaling_from_factor` for PI / NTK / dynamic NTK / YaRN at evaluation time,
-:func:`ropekit.core.tables.cos_sin_table` for the precise table and :func:`ropekit.functional.apply_rotary`
-for the rotation.
+``RopeConfig.cos_sin_table`` for the precise table and :func:`ropekit.functional.apply_rotary` for the rotation.
 """
 
 from __future__ import annotations
@@ -164,6 +163,9 @@ class ALiBi(PositionEncoding):
 class Rotary(PositionEncoding):
     """RoPE from a :class:`ropekit.RopeConfig`, optionally p-RoPE, optionally scaled at evaluation.
 
+    ``config`` takes any RopeConfig (partial rotary, interleaved layout, a training-time scaling, ...);
+    by default one is built from ``head_dim``, ``base``, ``layout`` and ``train_len``.
+
     ``fraction`` (p-RoPE, Barbero et al. 2025) keeps the fraction ``p`` of the *highest* frequencies of
     the config's full set; the channels of the dropped lowest frequencies are left unrotated (p=1: RoPE).
     ``set_scaling(method, factor)`` switches to ``ropekit.scaling_from_factor(method, factor,
@@ -182,15 +184,20 @@ class Rotary(PositionEncoding):
         layout: str = "half",
         fraction: float = 1.0,
         backend: str = "auto",
+        config: Any = None,
     ) -> None:
         super().__init__()
         import ropekit
 
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction (p-RoPE p) must be in (0, 1], got {fraction!r}.")
-        self.base_config = ropekit.RopeConfig(
-            head_dim=head_dim, base=check_positive("base", base), layout=layout, max_position_embeddings=train_len
-        )
+        if config is None:
+            config = ropekit.RopeConfig(
+                head_dim=head_dim, base=check_positive("base", base), layout=layout, max_position_embeddings=train_len
+            )
+        elif not isinstance(config, ropekit.RopeConfig) or config.head_dim != head_dim:
+            raise ValueError(f"config must be a ropekit.RopeConfig with head_dim={head_dim}, got {config!r}.")
+        self.base_config = config
         self.train_len = train_len
         half = self.base_config.rotary_dim // 2
         self.n_keep = max(1, round(fraction * half))
@@ -207,19 +214,22 @@ class Rotary(PositionEncoding):
         scaling = None
         if method != "none":
             scaling = ropekit.scaling_from_factor(method, factor, original_max_position_embeddings=self.train_len)
-        self.config = self.base_config.replace(scaling=scaling)
+        # an eval-time scaling replaces the config's own (for the default config that is "no scaling")
+        self.config = self.base_config.replace(scaling=scaling) if method != "none" else self.base_config
         self.scaling_name = method if scaling is not None else "none"
         self._cache = {}
 
     def tables(self, seqlen: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(seqlen, n_keep)`` float32 cos and sin (attention factor applied)."""
-        from ropekit.core.tables import cos_sin_table
+        """``(seqlen, n_keep)`` float32 cos and sin (attention factor applied).
 
+        Columns are pairs from the highest frequency down, so p-RoPE is the first ``n_keep`` columns of the
+        config's table (float64 angles, formed by ropekit; ``seq_len`` feeds dynamic NTK).
+        """
         key = (seqlen, str(device), self.scaling_name)
         if key not in self._cache:
-            inv = self.config.inv_freq(seq_len=seqlen)[: self.n_keep]
-            cos, sin = cos_sin_table(inv, seqlen, self.config.attention_factor, device=torch.device("cpu"))
-            self._cache = {key: (cos.to(device), sin.to(device))}
+            cos, sin = self.config.cos_sin_table(seqlen, seq_len=seqlen, device=torch.device("cpu"))
+            keep = slice(0, self.n_keep)
+            self._cache = {key: (cos[:, keep].contiguous().to(device), sin[:, keep].contiguous().to(device))}
         return self._cache[key]
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,8 +243,8 @@ class Rotary(PositionEncoding):
 
 def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train_len: int, max_len: int,
                   rope_base: float = 10000.0, rope_fraction: float = 1.0, rope_layout: str = "half",
-                  rope_backend: str = "auto") -> PositionEncoding:
-    """Build the encoding called ``name`` (one of :data:`ENCODINGS`)."""
+                  rope_backend: str = "auto", rope_config: Any = None) -> PositionEncoding:
+    """Build the encoding called ``name`` (one of :data:`ENCODINGS`); ``rope_config`` overrides RoPE's config."""
     check_choice("encoding", name, ENCODINGS)
     if name == "nope":
         return NoPE()
@@ -245,4 +255,4 @@ def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train
     if name == "alibi":
         return ALiBi(n_heads)
     return Rotary(head_dim, train_len, base=rope_base, layout=rope_layout, fraction=rope_fraction,
-                  backend=rope_backend)
+                  backend=rope_backend, config=rope_config)

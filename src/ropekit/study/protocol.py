@@ -25,7 +25,7 @@ import torch
 
 from ropekit.study.distributed import Dist
 
-__all__ = ["EvalPlan", "Span", "make_plan", "score_spans", "evaluate_plan"]
+__all__ = ["EvalPlan", "Span", "evaluate_plan", "make_plan", "score_spans"]
 
 Span = tuple[int, int, int]  # (start, length, n_score)
 

@@ -20,13 +20,25 @@ def _label(row: dict[str, Any]) -> str:
     return row["encoding"] if row["variant"] == "none" else f"{row['encoding']}+{row['variant']}"
 
 
-def _table(rows: list[dict[str, Any]], contexts: list[int], train_len: int, cell) -> list[str]:  # noqa: ANN001
+def _order(row: dict[str, Any]) -> tuple[int, int]:
+    from ropekit.study.encodings import EVAL_SCALINGS
+    from ropekit.study.runner import RUN_NAMES
+
+    enc, var = row["encoding"], row["variant"]
+    return (RUN_NAMES.index(enc) if enc in RUN_NAMES else 99, EVAL_SCALINGS.index(var) if var in EVAL_SCALINGS else 99)
+
+
+def _ratio(d: dict[str, float]) -> str:
+    return f"{d['ratio']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
+
+
+def _table(rows: list[dict[str, Any]], contexts: list[int], train_len: int, cell) -> list[str]:
     head = "| encoding | " + " | ".join(f"{c} ({c // train_len}x)" for c in contexts) + " |"
     lines = [head, "|---|" + "---|" * len(contexts)]
     by_label: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_label.setdefault(_label(r), {})[r["context"]] = r
-    for label, per in by_label.items():
+    for label, per in sorted(by_label.items(), key=lambda kv: _order(next(iter(kv[1].values())))):
         lines.append(f"| {label} | " + " | ".join(cell(per[c]) if c in per else "–" for c in contexts) + " |")
     return lines
 
@@ -45,8 +57,11 @@ def format_tables(results: dict[str, Any]) -> str:
         out += _table(rows, contexts, L, lambda r: f"{r['ppl']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] "
                       f"({min(r['seed_ppl']):.2f}–{max(r['seed_ppl']):.2f})")
         out += ["", "Ratio to the same configuration at 1x (paired, [95% CI]):", ""]
-        out += _table(rows, contexts, L, lambda r: f"{r['vs_1x']['ratio']:.3f} [{r['vs_1x']['lo']:.3f}, "
-                      f"{r['vs_1x']['hi']:.3f}]")
+        out += _table(rows, contexts, L, lambda r: _ratio(r["vs_1x"]))
+        vs = [r for r in rows if "vs_rope" in r]
+        if vs:
+            out += ["", "Ratio to plain RoPE at the same context (paired, [95% CI]; < 1 is better than RoPE):", ""]
+            out += _table(vs, contexts, L, lambda r: _ratio(r["vs_rope"]))
         out.append("")
     return "\n".join(out)
 

@@ -6,6 +6,9 @@ Layout of ``out_dir``::
     runs/<encoding>-seed<k>/eval.json   per-unit NLLs per eval variant (atomic; finished variants skipped)
     results.json, results.md, study.png written at the end from the per-run files
 
+Adding encodings, seeds or scalings to a finished study reuses every finished run (the per-run
+checkpoint and eval fingerprints still refuse any other change).
+
 Eval variants: ``"none"`` for every model; for RoPE models also each eval-time scaling
 (``ropekit.scaling_from_factor(method, factor, original_max_position_embeddings=L)``), at factor C / L for
 context C (or a fixed ``scale_factor``).
@@ -130,7 +133,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
     plan = _plan(cfg, stream.numel())
     fp = _eval_fingerprint(cfg, stream.numel())
     saved_cfg = read_json(out / "study_config.json")
-    if saved_cfg is not None and saved_cfg != _jsonable(asdict(cfg)):
+    if saved_cfg is not None and _shared(saved_cfg) != _shared(_jsonable(asdict(cfg))):
         raise ValueError(f"out_dir={str(out)!r} holds a study with other settings; pick a fresh --out.")
     if dist.is_main:
         write_json(_jsonable(asdict(cfg)), out / "study_config.json")
@@ -186,6 +189,14 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
         write_reports(results, out)
     dist.barrier()
     return results
+
+
+#: settings that only choose WHICH runs / variants exist: a study can grow by more of them and reuse the rest
+_GROWABLE = ("encodings", "seeds", "scalings")
+
+
+def _shared(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in _GROWABLE}
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

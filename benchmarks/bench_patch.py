@@ -1,0 +1,91 @@
+"""Patched vs stock HF: forward time and peak memory of SmolLM2-135M at 2k / 8k tokens.
+
+Each (mode, length) runs in its own subprocess so peak memory is isolated: on CPU the peak is the
+process's max RSS growth over the forward (after the model is loaded and warmed up); on CUDA it is
+``torch.cuda.max_memory_allocated``. Timing: median of ``--rounds`` forwards (one warm-up first).
+
+    python benchmarks/bench_patch.py --lengths 2048,8192 --rounds 3
+    python benchmarks/bench_patch.py --modes stock,auto --lengths 2048 --device cuda
+
+Modes: ``stock`` (HF as loaded), ``hf`` (ropekit cos/sin, HF's apply_rotary_pos_emb), ``auto`` /
+``reference`` / any ropekit backend (ropekit rotates q and k in the attention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _one(mode: str, length: int, rounds: int, device: str) -> dict:
+    import torch
+
+    from ropekit.models import load_model
+    from ropekit.patching import patch
+
+    model, _ = load_model("smollm2-135m", device=device)
+    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(device)
+    handle = None if mode == "stock" else patch(model, None, backend=mode)
+
+    def fwd() -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.base_model(input_ids=ids, use_cache=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    fwd()  # warm-up (also sets the memory peak)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.startswith("cuda")
+        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    )
+    times = [fwd() for _ in range(rounds)]
+    if handle is not None:
+        handle.undo()
+    return {"mode": mode, "length": length, "median_s": statistics.median(times), "times_s": times,
+            "peak_mib": peak, "threads": torch.get_num_threads(), "device": device}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modes", default="stock,hf,auto")
+    ap.add_argument("--lengths", default="2048,8192")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a._one:
+        print(json.dumps(_one(a._one[0], int(a._one[1]), a.rounds, a.device)))
+        return
+    rows = []
+    for length in (int(x) for x in a.lengths.split(",")):
+        for mode in a.modes.split(","):
+            cmd = [sys.executable, __file__, "--_one", mode, str(length), "--rounds", str(a.rounds),
+                   "--device", a.device]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{mode:>9} {length:>6} tok  median {row['median_s']:7.2f} s  "
+                  f"(rounds {', '.join(f'{t:.2f}' for t in row['times_s'])})  peak +{row['peak_mib']:7.1f} MiB",
+                  flush=True)
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
