@@ -6,6 +6,7 @@ process's max RSS growth over the forward (after the model is loaded and warmed 
 
     python benchmarks/bench_patch.py --lengths 2048,8192 --rounds 3
     python benchmarks/bench_patch.py --modes stock,auto --lengths 2048 --device cuda
+    python benchmarks/bench_patch.py --interleave --lengths 2048 --rounds 4   # one process, modes alternate
 
 Modes: ``stock`` (HF as loaded), ``hf`` (ropekit cos/sin, HF's apply_rotary_pos_emb), ``auto`` /
 ``reference`` / any ropekit backend (ropekit rotates q and k in the attention).
@@ -59,6 +60,31 @@ def _one(mode: str, length: int, rounds: int, device: str) -> dict:
             "peak_mib": peak, "threads": torch.get_num_threads(), "device": device}
 
 
+def _interleaved(modes: list[str], length: int, rounds: int, device: str) -> None:
+    """Timing only: all modes in one process, alternating every round, so load drift hits them alike."""
+    import torch
+
+    from ropekit.models import load_model
+    from ropekit.patching import patch
+
+    model, _ = load_model("smollm2-135m", device=device)
+    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0)).to(device)
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds + 1):  # round 0 is a warm-up
+        for mode in modes:
+            handle = None if mode == "stock" else patch(model, None, backend=mode)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model.base_model(input_ids=ids, use_cache=False)
+            if r:
+                times[mode].append(time.perf_counter() - t0)
+            if handle is not None:
+                handle.undo()
+    for mode, ts in times.items():
+        print(f"{mode:>9} {length:>6} tok  median {statistics.median(ts):7.2f} s  (interleaved rounds "
+              f"{', '.join(f'{t:.2f}' for t in ts)})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="stock,hf,auto")
@@ -66,10 +92,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--interleave", action="store_true", help="timing only, modes alternating in one process")
     ap.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
         print(json.dumps(_one(a._one[0], int(a._one[1]), a.rounds, a.device)))
+        return
+    if a.interleave:
+        for length in (int(x) for x in a.lengths.split(",")):
+            _interleaved(a.modes.split(","), length, a.rounds, a.device)
         return
     rows = []
     for length in (int(x) for x in a.lengths.split(",")):

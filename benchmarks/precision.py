@@ -18,10 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.core.hf_grid import GRID, grid_config  # noqa: E402
-from tests.core.test_frequencies_hf import hf_frequencies  # noqa: E402
-
-from ropekit import RopeConfig  # noqa: E402
+from ropekit import RopeConfig
+from tests.core.hf_grid import GRID, grid_config
+from tests.core.test_frequencies_hf import hf_frequencies
 
 
 def main() -> None:
@@ -47,7 +46,8 @@ def main() -> None:
             rows.append({"config": name, "method": cfg.method, "seq_len": seq_len, "inv_freq_max_rel_err_vs_hf": rel,
                          "attention_factor": a, "attention_factor_abs_diff_vs_hf": abs(a - float(ref_attn)),
                          "cos_sin_max_abs_err_vs_f64_to_2^20": err, "fp32_angles_err_for_comparison": err32})
-    hdr = f"{'config':<26}{'method':<13}{'seq_len':>8} {'inv rel err':>12} {'attn diff':>10} {'cos/sin err':>12} {'fp32-angle err':>15}"
+    hdr = (f"{'config':<26}{'method':<13}{'seq_len':>8} {'inv rel err':>12} {'attn diff':>10} {'cos/sin err':>12} "
+           f"{'fp32-angle err':>15}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:

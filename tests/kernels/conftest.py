@@ -2,20 +2,16 @@
 
 The Triton kernel runs on CPU under the Triton interpreter. Triton reads ``TRITON_INTERPRET`` when
 ``@triton.jit`` decorates a kernel, i.e. when :mod:`ropekit.kernels.triton_rope` is first imported,
-so it is set here (conftest files load before the test modules import anything) and only when no
+so the repository's root ``conftest.py`` sets it before anything imports triton, and only when no
 GPU is present. ``ropekit.kernels.triton_rope.INTERPRETED`` tells the tests whether it took effect.
 """
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from ropekit.core.tables import cos_sin_table
 

@@ -119,7 +119,9 @@ def attention_forward(family: Family, backend: str) -> Callable[..., tuple[torch
                 pos = pos[0]  # one position row shared by the batch
             # in place is safe: q/k are fresh projections; under autograd keep HF's out-of-place semantics
             q, k = rope(q, k, positions=pos, inplace=not torch.is_grad_enabled())
-            q, k = q.transpose(1, 2), k.transpose(1, 2)  # (batch, heads, seqlen, head_dim) for attention
+            # (batch, heads, seqlen, head_dim), contiguous like HF's apply output: the attention kernels then see
+            # the same strides as in the stock model
+            q, k = q.transpose(1, 2).contiguous(), k.transpose(1, 2).contiguous()
         v = v.transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
