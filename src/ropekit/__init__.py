@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "patch": "ropekit.patching",
     "load_model": "ropekit.models",
+    "rope_config_of": "ropekit.models",
     "permute_qk": "ropekit.interop",
     "rerotate": "ropekit.interop",
 }

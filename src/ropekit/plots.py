@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_wavelengths"]
+__all__ = ["plot_eval", "plot_study", "plot_wavelengths"]
 
 
 def _pyplot() -> Any:
@@ -55,7 +55,6 @@ def plot_wavelengths(summary: dict[str, Any], path: str | Path) -> Path:
 
 
 # -- study: train short, test long (ropekit.study) -----------------------------------------------------
-__all__ += ["plot_study"]
 
 
 def plot_study(results: dict[str, Any], path: str | Path) -> Path:
@@ -121,7 +120,6 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
 
 
 # -- eval: perplexity by position and passkey heatmap (ropekit.eval, `ropekit eval`) --------------------
-__all__ += ["plot_eval"]
 
 
 def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:

@@ -6,7 +6,7 @@ import torch
 
 from ropekit.core.validation import check_positions
 
-__all__ = ["positions_from_cu_seqlens", "resolve_positions"]
+__all__ = ["check_int_offset", "positions_from_cu_seqlens", "resolve_positions"]
 
 
 def positions_from_cu_seqlens(
@@ -34,11 +34,12 @@ def positions_from_cu_seqlens(
             raise ValueError(f"offset must have shape (n_seqs,)=({lengths.numel()},), got {tuple(offset.shape)}.")
         pos = pos + torch.repeat_interleave(offset.long(), lengths.long(), output_size=n_tok)
     else:
-        pos = pos + _int_offset(offset)
+        pos = pos + check_int_offset(offset)
     return pos
 
 
-def _int_offset(offset: object) -> int:
+def check_int_offset(offset: object) -> int:
+    """An int offset >= 0 (tensor offsets are checked with check_positions)."""
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise TypeError(f"offset must be an int >= 0 or an integer tensor, got {type(offset).__name__}.")
     if offset < 0:
@@ -75,4 +76,4 @@ def resolve_positions(
         if offset.shape != (batch,):
             raise ValueError(f"offset tensor must have shape (batch,)=({batch},), got {tuple(offset.shape)}.")
         return offset.long().to(ar.device)[:, None] + ar
-    return ar + _int_offset(offset)
+    return ar + check_int_offset(offset)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ropekit.core.positions import check_int_offset
 from ropekit.core.reference import LAYOUTS, check_qk
 from ropekit.core.validation import check_choice, check_rotary_dim
 
@@ -47,14 +48,6 @@ def _check_tables(cos_table: object, sin_table: object, head_dim: int) -> None:
     check_rotary_dim(2 * cos_table.shape[-1], head_dim)
 
 
-def _int_offset(offset: object) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"offset must be an int >= 0 or an integer tensor, got {type(offset).__name__}.")
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0, got {offset}.")
-    return offset
-
-
 def _values_checked(q: torch.Tensor) -> bool:
     """Whether value checks (host syncs) may run now."""
     if torch.compiler.is_compiling():
@@ -83,7 +76,7 @@ def _positions_args(
         else:
             _dtype_only(offsets, "offset")
     else:
-        off = _int_offset(offset)
+        off = check_int_offset(offset)
     if cu_seqlens is not None:
         if positions is not None:
             raise ValueError("pass either positions or cu_seqlens, not both.")
