@@ -6,6 +6,7 @@ functions, with the non-interactive Agg backend, so importing ropekit never need
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ def _pyplot() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("plotting needs matplotlib: pip install 'ropekit[plot]'") from exc
     return plt
+
+
+def _save(plt: Any, fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` atomically (tmp + replace: a killed run never leaves half a PNG)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
 
 
 # -- inspect: wavelength per pair ----------------------------------------------------------------------
@@ -47,11 +59,7 @@ def plot_wavelengths(summary: dict[str, Any], path: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path, dpi=120)
 
 
 # -- study: train short, test long (ropekit.study) -----------------------------------------------------
@@ -62,7 +70,6 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
     the training length L) with 95% CIs; bottom: the paired ratio to the same model at 1x with its 95% CI
     (the CIs that matter: windows are shared, so between-window spread cancels). Dashed: RoPE scaled at
     inference. ``results`` comes from :func:`ropekit.study.aggregate.aggregate`. Written atomically."""
-    import os
 
     plt = _pyplot()
     from matplotlib import ticker
@@ -110,13 +117,7 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
     fig.legend(handles, names, fontsize=8, loc="center right")
     fig.suptitle(f"Train at L={results['train_len']}, test longer (seeds {results['seeds']}, 95% paired bootstrap CIs)")
     fig.tight_layout(rect=(0, 0, 1 - 1.5 / (5.0 * len(protos) + 1.6), 1))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return _save(plt, fig, path)
 
 
 # -- eval: perplexity by position and passkey heatmap (ropekit.eval, `ropekit eval`) --------------------
@@ -126,7 +127,6 @@ def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
     """Left: perplexity per position bucket (log scale, 95% bootstrap CI band), one line per method, the
     trained context L marked. Right: passkey accuracy heatmap (method x length|depth). ``summary`` comes
     from :func:`ropekit.eval.runner.summarize`. Written atomically (tmp + replace)."""
-    import os
 
     plt = _pyplot()
     methods = summary["methods"]
@@ -165,10 +165,4 @@ def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
         ax2.set_title("passkey accuracy (length, depth)")
         fig.colorbar(im, ax=ax2, fraction=0.046)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return _save(plt, fig, path)
