@@ -107,27 +107,33 @@ class RopeConfig:
         ctx = None if self.scaling is None else self.scaling.context
         return ctx if ctx is not None else self.max_position_embeddings
 
-    def inv_freq(self, seq_len: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
-        """Float64 inverse frequencies ``(rotary_dim // 2,)``; ``seq_len`` matters for dynamic NTK / LongRoPE."""
-        inv, _ = compute_frequencies(
+    def frequencies(self, seq_len: int | None = None) -> tuple[torch.Tensor, float]:
+        """``(inv_freq, attention_factor)`` from the registry in one call; ``seq_len`` as in :meth:`inv_freq`."""
+        return compute_frequencies(
             self.method, self.scaling, rotary_dim=self.rotary_dim, base=self.base, seq_len=seq_len  # type: ignore[arg-type]
         )
+
+    def inv_freq(self, seq_len: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+        """Float64 inverse frequencies ``(rotary_dim // 2,)``; ``seq_len`` matters for dynamic NTK / LongRoPE."""
+        inv = self.frequencies(seq_len)[0]
         return inv if device is None else inv.to(device)
 
     @property
     def attention_factor(self) -> float:
         """Multiplies cos and sin (YaRN mscale, LongRoPE factor); 1.0 for other methods."""
-        return compute_frequencies(self.method, self.scaling, rotary_dim=self.rotary_dim, base=self.base)[1]  # type: ignore[arg-type]
+        return self.frequencies()[1]
 
     def cos_sin_table(
         self, length: int, seq_len: int | None = None, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 ``(length, rotary_dim // 2)`` cos/sin tables, attention factor applied."""
-        return cos_sin_table(self.inv_freq(seq_len), length, self.attention_factor, device)
+        inv, attn = self.frequencies(seq_len)
+        return cos_sin_table(inv, length, attn, device)
 
     def cos_sin(self, positions: torch.Tensor, seq_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 cos/sin gathered at integer ``positions``: shape ``positions.shape + (rotary_dim // 2,)``."""
-        return cos_sin(self.inv_freq(seq_len), positions, self.attention_factor)
+        inv, attn = self.frequencies(seq_len)
+        return cos_sin(inv, positions, attn)
 
     def replace(self, **changes: Any) -> RopeConfig:
         """A copy with ``changes`` applied and validated (rotary_dim re-derived from the fraction unless given)."""

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.positions import positions_from_cu_seqlens, resolve_positions
-from ropekit.core.tables import cos_sin_table
+from ropekit.core.positions import check_int_offset, positions_from_cu_seqlens
 from ropekit.core.validation import check_positions
 from ropekit.functional import apply_rotary, pick_backend
 
@@ -56,15 +55,16 @@ class RotaryEmbedding(nn.Module):
     def tables(self, needed: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Float32 ``(>= needed, rotary_dim // 2)`` cos/sin tables valid for positions ``< needed``."""
         device = self.cos_table.device if device is None else torch.device(device)
-        seq_len = needed if self.config.scaling is not None and self.config.scaling.depends_on_seq_len else None
-        inv = self.config.inv_freq(seq_len)
-        key = tuple(inv.tolist())
+        dynamic = self.config.scaling is not None and self.config.scaling.depends_on_seq_len
+        # static methods: the frequencies never change, so a call does no frequency work unless it grows the table
+        key = tuple(self.config.inv_freq(needed).tolist()) if dynamic else ()
         stale = self.cos_table.dtype != torch.float32  # model.to(bf16) casts buffers: never serve a bf16 table
         if stale or key != self._key or self.cos_table.shape[0] < needed or self.cos_table.device != device:
-            length = _grown(needed)
-            if seq_len is not None:
-                length = needed  # the frequencies are tied to this length; don't serve longer ones
-            self.cos_table, self.sin_table = cos_sin_table(inv, length, self.config.attention_factor, device)
+            # length-dependent frequencies are tied to this length: don't serve longer positions with them
+            length = needed if dynamic else _grown(needed)
+            self.cos_table, self.sin_table = self.config.cos_sin_table(
+                length, seq_len=needed if dynamic else None, device=device
+            )
             self._key = key
         return self.cos_table, self.sin_table
 
@@ -93,15 +93,19 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"q must be (batch, seqlen, heads, head_dim), got shape {tuple(q.shape)}.")
         if q.shape[-1] != self.config.head_dim:
             raise ValueError(f"q head_dim {q.shape[-1]} does not match config.head_dim={self.config.head_dim}.")
+        # the highest position decides the table length (and the regime of length-dependent methods);
+        # the backend builds and validates the per-token positions itself
         if cu_seqlens is not None:
             pos = positions_from_cu_seqlens(cu_seqlens, offset, total=q.shape[0])
-        elif positions is None and not isinstance(offset, torch.Tensor):
-            pos = None  # contiguous from an int offset: no device sync to find the maximum
-            needed = int(offset) + q.shape[1] if isinstance(offset, int) and offset >= 0 else 1
-        else:
-            pos = resolve_positions(q.shape[0], q.shape[1], positions=positions, offset=offset, device=q.device)
-        if pos is not None:
             needed = int(pos.max()) + 1 if pos.numel() else 1
+        elif positions is not None:
+            check_positions(positions)
+            needed = int(positions.max()) + 1 if positions.numel() else 1
+        elif isinstance(offset, torch.Tensor):
+            check_positions(offset, arg="offset")
+            needed = (int(offset.max()) if offset.numel() else 0) + q.shape[1]
+        else:
+            needed = check_int_offset(offset) + q.shape[1]  # no device sync for the common decode case
         cos, sin = self.tables(needed, q.device)
         return apply_rotary(
             q, k, cos, sin,
