@@ -8,6 +8,7 @@ installed are reported as such, never silently dropped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 
 from ropekit.core.tables import cos_sin_table
 from ropekit.functional import apply_rotary
+from ropekit.kernels import cpu_native
 
 __all__ = ["BUILDERS", "Case", "Impl", "Unsupported"]
 
@@ -72,20 +74,41 @@ class Impl:
     differentiable: bool = True
 
 
-def _ropekit(backend: str, inplace: bool = False) -> Callable[[Case], Impl]:
+def _ropekit(backend: str, inplace: bool = False, native: bool = True) -> Callable[[Case], Impl]:
+    """``native=False``: the CPU backend's pure-torch path (what runs without a C compiler)."""
+
     def build(c: Case) -> Impl:
         if backend == "triton" and c.device.type != "cuda":
             raise Unsupported("needs CUDA")
         if backend == "cpu" and c.device.type != "cpu":
             raise Unsupported("CPU only")
+        if backend == "cpu" and native and not cpu_native.available(c.dtype):
+            raise Unsupported("native CPU kernel not built (no C compiler at install?)")
         kw = {"positions": c.positions} if c.positions is not None else {}
 
         def fn(q, k):
             return apply_rotary(q, k, c.cos, c.sin, backend=backend, inplace=inplace, layout=c.layout, **kw)
 
+        if not native:
+            inner = fn
+
+            def fn(q, k):
+                with _native_off():
+                    return inner(q, k)
+
         return Impl(fn, (c.q.clone(), c.k.clone()), inplace)
 
     return build
+
+
+@contextlib.contextmanager
+def _native_off():
+    saved = cpu_native.available
+    cpu_native.available = lambda dtype=None: False
+    try:
+        yield
+    finally:
+        cpu_native.available = saved
 
 
 def _copy(c: Case) -> Impl:
@@ -94,6 +117,12 @@ def _copy(c: Case) -> Impl:
         return qo.copy_(q), ko.copy_(k)
 
     return Impl(fn, (c.q, c.k, torch.empty_like(c.q), torch.empty_like(c.k)), differentiable=False)
+
+
+def _clone(c: Case) -> Impl:
+    # What any out-of-place op pays: the same bytes into freshly allocated outputs (on CPU, the first
+    # touch of fresh pages costs as much as the copy itself).
+    return Impl(lambda q, k: (q.clone(), k.clone()), (c.q, c.k), differentiable=False)
 
 
 def _half_only(c: Case) -> None:
@@ -215,9 +244,12 @@ def _vllm(c: Case) -> Impl:
 #: name -> builder, in table order.
 BUILDERS: dict[str, Callable[[Case], Impl]] = {
     "copy-floor": _copy,
+    "clone-floor": _clone,
     "ropekit-reference": _ropekit("reference"),
     "ropekit-cpu": _ropekit("cpu"),
     "ropekit-cpu-inplace": _ropekit("cpu", inplace=True),
+    "ropekit-cpu-torch": _ropekit("cpu", native=False),
+    "ropekit-cpu-torch-inplace": _ropekit("cpu", inplace=True, native=False),
     "ropekit-triton": _ropekit("triton"),
     "ropekit-triton-inplace": _ropekit("triton", inplace=True),
     "hf-llama": _hf,

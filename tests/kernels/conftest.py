@@ -29,20 +29,37 @@ def _device_for(name: str) -> str:
     return "cpu"
 
 
-@pytest.fixture(params=["cpu", "triton"])
+#: fixture id -> backend name: "cpu" is the native kernel, "cpu-threads" the same split across threads,
+#: "cpu-torch" the pure-torch path that runs where the native kernel was not built.
+_BACKENDS = {"cpu": "cpu", "cpu-threads": "cpu", "cpu-torch": "cpu", "triton": "triton"}
+
+
+@pytest.fixture(params=list(_BACKENDS))
 def backend(request, monkeypatch) -> SimpleNamespace:
     """A fused backend with small tiles/chunks, so small test shapes still span several of them."""
-    name = request.param
+    name = _BACKENDS[request.param]
     device = _device_for(name)
-    if name == "cpu":
-        from ropekit.kernels import cpu
+    if request.param in ("cpu", "cpu-threads"):
+        from ropekit.kernels import cpu_native
 
+        if not cpu_native.available():
+            # tests/kernels/test_native.py fails when a compiler exists but the kernel was not built.
+            pytest.skip("native CPU kernel not built (no C compiler at install)")
+        if request.param == "cpu-threads":
+            monkeypatch.setattr(cpu_native, "PARALLEL_MIN_ELEMS", 1)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(3)  # more threads than cores: uneven row splits, still exact
+            request.addfinalizer(lambda: torch.set_num_threads(threads))
+    elif request.param == "cpu-torch":
+        from ropekit.kernels import cpu, cpu_native
+
+        monkeypatch.setattr(cpu_native, "available", lambda dtype=None: False)
         monkeypatch.setattr(cpu, "CHUNK_ELEMS", 700)
     else:
         from ropekit.kernels import triton_rope
 
         monkeypatch.setattr(triton_rope, "_TILE_ELEMS", 512)
-    return SimpleNamespace(name=name, device=device)
+    return SimpleNamespace(name=name, device=device, impl=request.param)
 
 
 def tables(rotary_dim: int, device: str = "cpu", length: int = TABLE_LEN) -> tuple[torch.Tensor, torch.Tensor]:

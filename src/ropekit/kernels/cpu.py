@@ -1,9 +1,15 @@
-"""CPU fast path: the rotation in cache-sized chunks of tokens, with ``out=`` torch ops.
+"""CPU fast path: the native kernel when it is built, else the rotation in cache-sized chunks of tokens.
 
-RoPE is memory-bound. Several full-tensor passes (``x1*c``, ``x2*s``, ...) would each stream q and k
-through DRAM; here the few ops of a chunk run while the chunk is still in cache, so DRAM sees about
-one read and one write of q/k, as a copy does. Choices, each measured with
-``benchmarks/bench_apply.py`` (2-vCPU VM, 1 thread, in place, x a same-bytes copy, Llama-3-8B prefill):
+**Native** (:mod:`ropekit.kernels.cpu_native`, C, built at install when a compiler is present): one
+pass over q and k, each pair rotated in fp32 registers and rounded once to the storage dtype. It takes
+fp32/bf16/fp16 with a contiguous head_dim (any row/head strides, e.g. views of a fused qkv), every
+position mode, both layouts and partial rotary. Measured with ``benchmarks/bench_apply.py`` (2-vCPU
+VM, 1 thread, Llama-3-8B prefill, in place, x a same-bytes copy): fp32 ~0.65x, bf16 ~1.2x (an in-place
+update streams one buffer where the copy streams two, hence below 1).
+
+**Torch** (everything else: float64, a strided head_dim, or no compiler at install): the few ops of a
+chunk run while the chunk is still in cache, so DRAM sees about one read and one write of q/k. Choices,
+each measured the same way:
 
 - interleaved pairs rotate as one complex multiply per chunk (fp32 ~1.1-1.2x);
 - "half" pairs take three ops per chunk (``x*cos`` on both halves at once, one ``addcmul`` per
@@ -24,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.positions import positions_from_cu_seqlens
+from ropekit.kernels import cpu_native
 
 __all__ = ["CHUNK_ELEMS", "launch"]
 
@@ -252,43 +259,68 @@ def launch(
     conj: bool,
 ) -> None:
     """Rotate ``q`` (and ``k``) into ``q_out`` (``k_out``), which may alias the inputs (in place)."""
-    half = cos_table.shape[1]
+    native = cpu_native.available(q.dtype)
+    if native and cos_table.dtype != torch.float32:
+        # The kernel reads fp32 angles; rounding the table once equals rounding each chunk (torch path).
+        cos_table, sin_table = cos_table.float(), sin_table.float()
+    bufs = None
+    for qs, ks, qos, kos, pos in _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):
+        pairs = [(x, o) for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2] and x.shape[0]]
+        if not pairs:
+            continue
+        if native and all(cpu_native.supports(x, o) for x, o in pairs):
+            cpu_native.rotate_rows(pairs, cos_table, sin_table, pos, interleaved=interleaved, conj=conj)
+            continue
+        if bufs is None:
+            bufs = _new_buffers(q, k, cos_table)
+        _torch_segment(pairs, pos, cos_table, sin_table, bufs, interleaved, conj)
+
+
+def _new_buffers(q: torch.Tensor, k: torch.Tensor | None, cos_table: torch.Tensor) -> _Buffers:
     calc = torch.float64 if q.dtype == torch.float64 else torch.float32
     heads = q.shape[-2] + (0 if k is None else k.shape[-2])
-    max_rows = max(1, CHUNK_ELEMS // max(1, heads * q.shape[-1]))
-    bufs = _Buffers(max_rows, half, calc, cos_table.dtype)
+    return _Buffers(_max_rows(heads, q.shape[-1]), cos_table.shape[1], calc, cos_table.dtype)
+
+
+def _max_rows(heads: int, head_dim: int) -> int:
+    return max(1, CHUNK_ELEMS // max(1, heads * head_dim))
+
+
+def _torch_segment(pairs: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Tensor | int,
+                   cos_table: torch.Tensor, sin_table: torch.Tensor, bufs: _Buffers, interleaved: bool,
+                   conj: bool) -> None:
+    """The pure-torch path for one segment of rows: chunk by chunk, each chunk's ops in cache."""
+    half = cos_table.shape[1]
+    calc = bufs.calc
+    n_rows = pairs[0][0].shape[0]
+    max_rows = bufs.cos.shape[0] // 4
+    if n_rows <= 4 * max_rows:
+        rows = n_rows  # small (decode-sized) work is cache-resident anyway: one chunk, fewest calls
+    else:
+        rows = -(-n_rows // -(-n_rows // max_rows))  # equal chunks: no tiny remainder chunk
+    plans = [_Plan(x, o, rows, half, interleaved, bufs) for x, o in pairs]
     wv = torch.view_as_complex(bufs.w).unsqueeze(1)
-    for qs, ks, qos, kos, pos in _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):
-        n_rows = qs.shape[0]
-        if n_rows == 0:
-            continue
-        if n_rows <= 4 * max_rows:
-            rows = n_rows  # small (decode-sized) work is cache-resident anyway: one chunk, fewest calls
-        else:
-            rows = -(-n_rows // -(-n_rows // max_rows))  # equal chunks: no tiny remainder chunk
-        plans = [_Plan(x, o, rows, half, interleaved, bufs)
-                 for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2]]
+    if isinstance(pos, int):
+        cos_chunks = cos_table[pos: pos + n_rows].split(rows)
+        sin_chunks = sin_table[pos: pos + n_rows].split(rows)
+    else:
+        pos_chunks = pos.split(rows)
+    for i in range(-(-n_rows // rows)):
         if isinstance(pos, int):
-            cos_chunks = cos_table[pos: pos + n_rows].split(rows)
-            sin_chunks = sin_table[pos: pos + n_rows].split(rows)
+            c, s = cos_chunks[i], sin_chunks[i]
         else:
-            pos_chunks = pos.split(rows)
-        for i in range(-(-n_rows // rows) if plans else 0):
-            if isinstance(pos, int):
-                c, s = cos_chunks[i], sin_chunks[i]
-            else:
-                n = pos_chunks[i].shape[0]
-                c = torch.index_select(cos_table, 0, pos_chunks[i], out=bufs.cos[:n])
-                s = torch.index_select(sin_table, 0, pos_chunks[i], out=bufs.sin[:n])
-            n = c.shape[0]
-            if c.dtype != calc:
-                c, s = c.to(calc), s.to(calc)
-            if conj:
-                s = torch.neg(s, out=bufs.neg[:n])
-            w = None
-            if interleaved:
-                torch.stack((c, s), dim=-1, out=bufs.w[:n])
-                w = _head(wv, n)
-            c3, s3 = c.unsqueeze(1), s.unsqueeze(1)
-            for plan in plans:
-                plan.run(i, n, c3, s3, w)
+            n = pos_chunks[i].shape[0]
+            c = torch.index_select(cos_table, 0, pos_chunks[i], out=bufs.cos[:n])
+            s = torch.index_select(sin_table, 0, pos_chunks[i], out=bufs.sin[:n])
+        n = c.shape[0]
+        if c.dtype != calc:
+            c, s = c.to(calc), s.to(calc)
+        if conj:
+            s = torch.neg(s, out=bufs.neg[:n])
+        w = None
+        if interleaved:
+            torch.stack((c, s), dim=-1, out=bufs.w[:n])
+            w = _head(wv, n)
+        c3, s3 = c.unsqueeze(1), s.unsqueeze(1)
+        for plan in plans:
+            plan.run(i, n, c3, s3, w)
