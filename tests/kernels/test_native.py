@@ -35,16 +35,22 @@ def test_built_when_a_compiler_is_present():
 native = pytest.mark.skipif(not cpu_native.available(), reason="native kernel not built (see the test above)")
 
 
+def _native(x, o, cos, sin, positions):
+    """The kernel on (1, rows, heads, head_dim) tensors, "half" pairs, forward."""
+    assert cpu_native.launch(x, None, o, None, cos, sin, positions=positions, offsets=None, cu_seqlens=None,
+                             offset=0, interleaved=False, conj=False)
+
+
 def _identity_rows(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Rotate ``x = (1, 0)`` pairs by tables whose cos column holds ``values`` (sin 0): the output's
     first channel is ``1 * v - 0 * 0 = v`` in fp32, rounded once to ``dtype`` by the kernel."""
     n = values.numel()
-    x = torch.zeros(n, 1, 2, dtype=dtype)
-    x[:, 0, 0] = 1
+    x = torch.zeros(1, n, 1, 2, dtype=dtype)
+    x[..., 0] = 1
     o = torch.empty_like(x)
     cos = values.float().reshape(n, 1).contiguous()
-    cpu_native.rotate_rows([(x, o)], cos, torch.zeros_like(cos), torch.arange(n), interleaved=False, conj=False)
-    return o[:, 0, 0]
+    _native(x, o, cos, torch.zeros_like(cos), torch.arange(n))
+    return o[0, :, 0, 0]
 
 
 def _random_fp32(n: int, seed: int) -> torch.Tensor:
@@ -70,16 +76,15 @@ def test_rounding_to_low_precision_matches_torch_bit_for_bit(dtype):
 def test_every_low_precision_value_widens_exactly(dtype):
     # All 65536 bit patterns as inputs, rotated by 0 (cos 1, sin 0): finite values come back unchanged.
     allbits = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(dtype)
-    x = torch.stack((allbits, torch.zeros_like(allbits)), -1).reshape(-1, 1, 2)
+    x = torch.stack((allbits, torch.zeros_like(allbits)), -1).reshape(1, -1, 1, 2)
     o = torch.empty_like(x)
-    table = torch.ones(1, 1), torch.zeros(1, 1)
-    cpu_native.rotate_rows([(x, o)], *table, torch.zeros(x.shape[0], dtype=torch.int64), interleaved=False,
-                           conj=False)
+    _native(x, o, torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(x.shape[1], dtype=torch.int64))
+    got = o[0, :, 0, 0]
     finite = allbits.isfinite()
-    assert torch.equal(o[:, 0, 0][finite].view(torch.int16), allbits[finite].view(torch.int16))
-    assert torch.equal(o[:, 0, 0].isnan(), allbits.isnan())
+    assert torch.equal(got[finite].view(torch.int16), allbits[finite].view(torch.int16))
+    assert torch.equal(got.isnan(), allbits.isnan())
     inf = allbits.isinf()
-    assert torch.equal(o[:, 0, 0][inf], allbits[inf])
+    assert torch.equal(got[inf], allbits[inf])
 
 
 @native
@@ -123,36 +128,47 @@ def test_out_of_table_positions_raise_before_any_write(kit, monkeypatch, threads
             _launch(q, cos, sin, positions=pos - kit.TABLE_LEN)  # negative
         with pytest.raises(ValueError, match="cos/sin table"):
             _launch(q, cos, sin, offset=kit.TABLE_LEN - 7)  # the last row falls off
+        with pytest.raises(ValueError, match="cos/sin table"):
+            _launch(q, cos, sin, offsets=torch.tensor([kit.TABLE_LEN - 7]))  # per-batch offset
+        packed = q[0]
+        for cu in ([0, 5, 3, 8], [1, 3, 8], [0, 3, 9]):  # decreasing, not from 0, not ending at the total
+            with pytest.raises(ValueError, match="cu_seqlens"):
+                _launch(packed, cos, sin, cu_seqlens=torch.tensor(cu))
         assert torch.equal(q, before), "a rejected call must leave q untouched"
     finally:
         torch.set_num_threads(saved)
 
 
 @native
-def test_default_thread_split_on_a_large_input(kit):
+def test_default_thread_split_on_a_large_input(kit, monkeypatch):
     # Large enough for the real (unpatched) threshold, with 2 threads.
+    pools = []
+    real_pool = cpu_native._pool
+    monkeypatch.setattr(cpu_native, "_pool", lambda n: pools.append(n) or real_pool(n))
     saved = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        cos, sin = kit.tables(64, length=1024)
-        q = torch.randn(1, 1024, 6, 64)
-        k = torch.randn(1, 1024, 2, 64)
+        cos, sin = kit.tables(64, length=2048)
+        q = torch.randn(1, 2048, 6, 64)
+        k = torch.randn(1, 2048, 2, 64)
         assert (q.numel() + k.numel()) >= cpu_native.PARALLEL_MIN_ELEMS
         got_q, got_k = apply_rotary(q, k, cos, sin, backend="cpu")
         want_q, want_k = rotate_qk_ref(q, k, cos, sin)
         kit.assert_close(got_q, want_q, torch.float32, "q")
         kit.assert_close(got_k, want_k, torch.float32, "k")
+        assert pools == [1], "the call was not split across 2 threads"
     finally:
         torch.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_strided_head_dim_takes_the_torch_path_and_stays_exact(kit, inplace):
-    # head_dim not contiguous: the kernel refuses it (supports() is False) and the torch path runs.
+    # head_dim not contiguous: the kernel declines it (launch returns False) and the torch path runs.
     base = torch.randn(2, 5, 3, 16).transpose(-1, -2).contiguous().transpose(-1, -2)
     assert base.stride(-1) != 1
-    assert not cpu_native.supports(base[0], base[0])
     cos, sin = kit.tables(16)
+    assert not cpu_native.launch(base, None, base.clone(), None, cos, sin, positions=None, offsets=None,
+                                 cu_seqlens=None, offset=0, interleaved=False, conj=False)
     want, _ = rotate_qk_ref(base, None, cos, sin, offset=4)
     got, _ = apply_rotary(base, None, cos, sin, offset=4, inplace=inplace, backend="cpu")
     kit.assert_close(got, want, torch.float32, "q")

@@ -2,15 +2,19 @@
  *
  * Why native: eager torch needs three or more passes for the "half" (NeoX) pairing and a widen and a
  * round pass for bf16/fp16; measured on a 2-vCPU VM that is 1.9x (fp32) and 3.2x (bf16) a same-bytes
- * copy. Here each element is read once and written once, so the rotation runs at the copy floor.
+ * copy. Here each element is read once and written once, so the rotation runs at the copy floor, and
+ * every position mode is resolved here so a call costs a few microseconds of Python.
  *
- * Layout of what Python passes (ropekit/kernels/cpu_native.py checks it):
- *   x, o   rows x heads x head_dim, element strides (row, head), last dim contiguous; o may equal x.
- *   cos, sin  fp32 (table_len, half), contiguous; row p holds the angles of position p.
- *   pos    int64 (rows,) positions, or NULL for contiguous positions start + r.
+ * What Python passes (ropekit/kernels/cpu_native.py builds it):
+ *   rows     batch x seqlen tokens, row r = (b, s) = (r / seqlen, r % seqlen); packed input: batch 1.
+ *   x, o     element strides (batch, seq, head), last dim contiguous; o may equal x (in place).
+ *   cos,sin  fp32 (table_len, half), contiguous; row p holds the angles of position p.
+ *   position of (b, s), by mode: 0 start + s + offs[b] (offs optional); 1 pos[b * pos_sb + s * pos_ss];
+ *            2 packed, s in sequence i (cu[i] <= s < cu[i+1]): start-or-offs[i] + s - cu[i].
  *   "half" pairs i <-> i + half (NeoX/HF); "interleaved" pairs 2i <-> 2i+1 (GPT-J).
  * fp32 math with one rounding to the storage dtype (round to nearest even, as torch rounds).
- * The functions take a row range so Python can split one call across threads (the GIL is released).
+ * Every position is checked against the table before any element is written; the functions take a
+ * row range so Python can split one call across threads (the GIL is released).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,18 +43,58 @@
 typedef struct {
     const char *x;
     char *o;
-    int64_t xs_row, xs_head, os_row, os_head; /* element strides */
+    int64_t xs_b, xs_s, xs_h, os_b, os_s, os_h; /* element strides */
     int64_t heads;
     int copy_tail; /* out of place with partial rotary: the channels past rotary_dim pass through */
 } Tensor;
+
+typedef struct {
+    int mode; /* 0 contiguous from start (+ offs[b]), 1 explicit positions, 2 packed sequences */
+    int64_t seqlen, start;
+    const int64_t *offs;        /* mode 0: per batch row, mode 2: per sequence; may be NULL */
+    const int64_t *pos;         /* mode 1 */
+    int64_t pos_sb, pos_ss;     /* mode 1 element strides (pos_sb 0 for one (seqlen,) row shared by all) */
+    const int64_t *cu;          /* mode 2: (n_seqs + 1,) cumulative lengths */
+    int64_t n_seqs;
+} Positions;
+
+/* Walks rows in order and yields each row's position; mode 2 keeps the current sequence. */
+typedef struct {
+    const Positions *ps;
+    int64_t seq;
+} PosCursor;
+
+static inline void cursor_init(PosCursor *c, const Positions *ps, int64_t r0) {
+    c->ps = ps;
+    c->seq = 0;
+    if (ps->mode == 2) { /* last sequence starting at or before r0 (binary search; cu is validated) */
+        int64_t lo = 0, hi = ps->n_seqs - 1;
+        while (lo < hi) {
+            const int64_t mid = (lo + hi + 1) / 2;
+            if (ps->cu[mid] <= r0) lo = mid; else hi = mid - 1;
+        }
+        c->seq = lo;
+    }
+}
+
+static inline int64_t cursor_pos(PosCursor *c, int64_t r) {
+    const Positions *ps = c->ps;
+    const int64_t b = r / ps->seqlen, s = r - b * ps->seqlen;
+    switch (ps->mode) {
+    case 0: return ps->start + s + (ps->offs ? ps->offs[b] : 0);
+    case 1: return ps->pos[b * ps->pos_sb + s * ps->pos_ss];
+    default:
+        while (c->seq + 1 < ps->n_seqs && ps->cu[c->seq + 1] <= r) ++c->seq;
+        return (ps->offs ? ps->offs[c->seq] : ps->start) + r - ps->cu[c->seq];
+    }
+}
 
 typedef struct {
     Tensor t[RK_MAX_TENSORS];
     int n_tensors;
     int64_t head_dim, half;
     const float *cos, *sin;
-    const int64_t *pos;
-    int64_t start;
+    Positions ps;
     int interleaved;
     float sign; /* +1 forward, -1 backward (the transpose of a rotation is the opposite rotation) */
 } Job;
@@ -113,36 +157,51 @@ static inline void st_f16(uint16_t *p, int64_t i, float v) {
     p[i] = (uint16_t)(r | sign);
 }
 
+/* One head: rotate HALF pairs of xp into op. */
+#define RK_ROT_HEAD(LD, ST, HALF, INTERLEAVED)                                                       \
+    if (INTERLEAVED) {                                                                                 \
+        RK_IVDEP for (int64_t i = 0; i < (HALF); ++i) {                                                \
+            const float a = LD(xp, 2 * i), b = LD(xp, 2 * i + 1), cc = c[i], ss = sg * s[i];           \
+            ST(op, 2 * i, a * cc - b * ss);                                                            \
+            ST(op, 2 * i + 1, b * cc + a * ss);                                                        \
+        }                                                                                              \
+    } else {                                                                                           \
+        RK_IVDEP for (int64_t i = 0; i < (HALF); ++i) {                                                \
+            const float a = LD(xp, i), b = LD(xp, i + (HALF)), cc = c[i], ss = sg * s[i];              \
+            ST(op, i, a * cc - b * ss);                                                                \
+            ST(op, i + (HALF), b * cc + a * ss);                                                       \
+        }                                                                                              \
+    }
+
+/* All heads of one row. head_dim 128 (half 64) gets its own copy with the trip count known at compile
+ * time: no remainder or peeling code per head, which is most of the cost when the data is in cache. */
+#define RK_ROT_ROW(T, LD, ST, HALF)                                                                    \
+    for (int64_t h = 0; h < t->heads; ++h) {                                                           \
+        const T *xp = xr + h * t->xs_h;                                                                \
+        T *op = orow + h * t->os_h;                                                                    \
+        RK_ROT_HEAD(LD, ST, HALF, job->interleaved)                                                    \
+        if (t->copy_tail) memcpy(op + 2 * (HALF), xp + 2 * (HALF), (size_t)(hd - 2 * (HALF)) * sizeof(T)); \
+    }
+
 /* One kernel per storage type; the loops are written so GCC/clang vectorise them. */
-#define RK_DEFINE_KERNEL(NAME, T, LD, ST)                                                            \
+#define RK_DEFINE_KERNEL(NAME, T, LD, ST)                                                              \
     RK_CLONES static void NAME(const Job *job, int64_t r0, int64_t r1) {                               \
         const int64_t half = job->half, hd = job->head_dim;                                            \
         const float sg = job->sign;                                                                    \
+        PosCursor cur;                                                                                 \
+        cursor_init(&cur, &job->ps, r0);                                                               \
         for (int64_t r = r0; r < r1; ++r) {                                                            \
-            const int64_t p = job->pos ? job->pos[r] : job->start + r;                                 \
+            const int64_t p = cursor_pos(&cur, r);                                                     \
+            const int64_t rb = r / job->ps.seqlen, rs = r - rb * job->ps.seqlen;                       \
             const float *c = job->cos + p * half, *s = job->sin + p * half;                            \
             for (int ti = 0; ti < job->n_tensors; ++ti) {                                              \
                 const Tensor *t = &job->t[ti];                                                         \
-                for (int64_t h = 0; h < t->heads; ++h) {                                               \
-                    const T *xp = (const T *)t->x + r * t->xs_row + h * t->xs_head;                    \
-                    T *op = (T *)t->o + r * t->os_row + h * t->os_head;                                \
-                    if (job->interleaved) {                                                            \
-                        RK_IVDEP for (int64_t i = 0; i < half; ++i) {                                  \
-                            const float a = LD(xp, 2 * i), b = LD(xp, 2 * i + 1);                      \
-                            const float cc = c[i], ss = sg * s[i];                                     \
-                            ST(op, 2 * i, a * cc - b * ss);                                            \
-                            ST(op, 2 * i + 1, b * cc + a * ss);                                        \
-                        }                                                                              \
-                    } else {                                                                           \
-                        RK_IVDEP for (int64_t i = 0; i < half; ++i) {                                  \
-                            const float a = LD(xp, i), b = LD(xp, i + half);                           \
-                            const float cc = c[i], ss = sg * s[i];                                     \
-                            ST(op, i, a * cc - b * ss);                                                \
-                            ST(op, i + half, b * cc + a * ss);                                         \
-                        }                                                                              \
-                    }                                                                                  \
-                    if (t->copy_tail)                                                                  \
-                        memcpy(op + 2 * half, xp + 2 * half, (size_t)(hd - 2 * half) * sizeof(T));     \
+                const T *xr = (const T *)t->x + rb * t->xs_b + rs * t->xs_s;                           \
+                T *orow = (T *)t->o + rb * t->os_b + rs * t->os_s;                                     \
+                if (half == 64) {                                                                      \
+                    RK_ROT_ROW(T, LD, ST, 64)                                                          \
+                } else {                                                                               \
+                    RK_ROT_ROW(T, LD, ST, half)                                                        \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
@@ -164,24 +223,29 @@ static KernelFn kernel_for(int dtype) {
 }
 
 static const char rotate_doc[] =
-    "rotate(tensors, dtype, head_dim, half, cos, sin, table_len, pos, start, interleaved, conj, r0, r1)\n"
-    "Rotate rows [r0, r1) of up to two tensors; each of ``tensors`` is (x_ptr, o_ptr, xs_row, xs_head,\n"
-    "os_row, os_head, heads, copy_tail). dtype: 0 fp32, 1 bf16, 2 fp16. pos: int64 pointer or 0.\n"
-    "Positions outside [0, table_len) raise ValueError before any element is written.";
+    "rotate(tensors, dtype, head_dim, half, cos, sin, table_len, interleaved, conj, mode, seqlen, start, offs,\n"
+    "       pos, pos_sb, pos_ss, cu, n_seqs, r0, r1, compute)\n"
+    "Rotate rows [r0, r1) of up to two tensors; each of ``tensors`` is (x_ptr, o_ptr, xs_b, xs_s, xs_h, os_b,\n"
+    "os_s, os_h, heads, copy_tail). dtype: 0 fp32, 1 bf16, 2 fp16. Pointers are ints (0 for none).\n"
+    "Every position of the range is checked first (ValueError, nothing written); compute=False only checks.";
 
 static PyObject *rotate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *tensors;
-    int dtype, interleaved, conj;
-    Py_ssize_t head_dim, half, table_len, start, r0, r1;
-    unsigned long long cos_ptr, sin_ptr, pos_ptr;
-    if (!PyArg_ParseTuple(args, "O!innKKnKnppnn", &PyTuple_Type, &tensors, &dtype, &head_dim, &half, &cos_ptr,
-                          &sin_ptr, &table_len, &pos_ptr, &start, &interleaved, &conj, &r0, &r1))
+    int dtype, interleaved, conj, mode, compute;
+    Py_ssize_t head_dim, half, table_len, seqlen, start, pos_sb, pos_ss, n_seqs, r0, r1;
+    unsigned long long cos_ptr, sin_ptr, offs_ptr, pos_ptr, cu_ptr;
+    if (!PyArg_ParseTuple(args, "O!innKKnppinnKKnnKnnnp", &PyTuple_Type, &tensors, &dtype, &head_dim, &half,
+                          &cos_ptr, &sin_ptr, &table_len, &interleaved, &conj, &mode, &seqlen, &start, &offs_ptr,
+                          &pos_ptr, &pos_sb, &pos_ss, &cu_ptr, &n_seqs, &r0, &r1, &compute))
         return NULL;
     KernelFn fn = kernel_for(dtype);
-    if (!fn) return PyErr_Format(PyExc_ValueError, "dtype code %d is not supported by this build", dtype);
+    if (!fn) return PyErr_Format(PyExc_ValueError, "dtype code %d is not supported", dtype);
     if (half < 1 || 2 * half > head_dim)
         return PyErr_Format(PyExc_ValueError, "half=%zd must be in [1, head_dim/2=%zd]", half, head_dim / 2);
+    if (mode < 0 || mode > 2 || seqlen < 1 || r0 < 0 || r1 < r0 || (mode == 1 && !pos_ptr) ||
+        (mode == 2 && (!cu_ptr || n_seqs < 1)))
+        return PyErr_Format(PyExc_ValueError, "inconsistent position arguments (mode %d)", mode);
     Py_ssize_t n = PyTuple_GET_SIZE(tensors);
     if (n < 1 || n > RK_MAX_TENSORS)
         return PyErr_Format(PyExc_ValueError, "between 1 and %d tensors, got %zd", RK_MAX_TENSORS, n);
@@ -189,35 +253,43 @@ static PyObject *rotate(PyObject *self, PyObject *args) {
     memset(&job, 0, sizeof job);
     for (Py_ssize_t i = 0; i < n; ++i) {
         unsigned long long xp, op;
-        Py_ssize_t a, b, c, d, heads;
+        Py_ssize_t sb, ss, sh, ob, os, oh, heads;
         int tail;
-        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tensors, i), "KKnnnnnp", &xp, &op, &a, &b, &c, &d, &heads, &tail))
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(tensors, i), "KKnnnnnnnp", &xp, &op, &sb, &ss, &sh, &ob, &os, &oh,
+                              &heads, &tail))
             return NULL;
-        job.t[i] = (Tensor){(const char *)(uintptr_t)xp, (char *)(uintptr_t)op, a, b, c, d, heads, tail};
+        job.t[i] = (Tensor){(const char *)(uintptr_t)xp, (char *)(uintptr_t)op, sb, ss, sh, ob, os, oh, heads, tail};
     }
     job.n_tensors = (int)n;
     job.head_dim = head_dim;
     job.half = half;
     job.cos = (const float *)(uintptr_t)cos_ptr;
     job.sin = (const float *)(uintptr_t)sin_ptr;
-    job.pos = (const int64_t *)(uintptr_t)pos_ptr;
-    job.start = start;
+    job.ps = (Positions){mode, seqlen, start, (const int64_t *)(uintptr_t)offs_ptr, (const int64_t *)(uintptr_t)pos_ptr,
+                         pos_sb, pos_ss, (const int64_t *)(uintptr_t)cu_ptr, n_seqs};
     job.interleaved = interleaved;
     job.sign = conj ? -1.0f : 1.0f;
-    /* Bounds first, so a bad position never leaves a half-rotated tensor behind. */
-    int64_t bad = -1, bad_row = -1;
+    int64_t bad = 0, bad_row = -1;
+    int bad_cu = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (job.pos) {
-        for (int64_t r = r0; r < r1; ++r)
-            if (job.pos[r] < 0 || job.pos[r] >= table_len) { bad = job.pos[r]; bad_row = r; break; }
-    } else if (r1 > r0 && (start + r0 < 0 || start + r1 > table_len)) {
-        bad = start + r0 < 0 ? start + r0 : start + r1 - 1;
-        bad_row = r0;
+    if (mode == 2) { /* malformed cu_seqlens must not steer a read or write out of bounds */
+        bad_cu = job.ps.cu[0] != 0 || job.ps.cu[n_seqs] != seqlen;
+        for (int64_t i = 0; i < n_seqs && !bad_cu; ++i) bad_cu = job.ps.cu[i + 1] < job.ps.cu[i];
     }
-    if (bad_row < 0) fn(&job, r0, r1);
+    if (!bad_cu) {
+        PosCursor cur;
+        cursor_init(&cur, &job.ps, r0);
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t p = cursor_pos(&cur, r);
+            if (p < 0 || p >= table_len) { bad = p; bad_row = r; break; }
+        }
+        if (bad_row < 0 && compute) fn(&job, r0, r1);
+    }
     Py_END_ALLOW_THREADS
+    if (bad_cu)
+        return PyErr_Format(PyExc_ValueError, "cu_seqlens must start at 0, be non-decreasing and end at %zd", seqlen);
     if (bad_row >= 0)
-        return PyErr_Format(PyExc_ValueError, "position %lld (row %lld) is outside the cos/sin table [0, %zd)",
+        return PyErr_Format(PyExc_ValueError, "position %lld (token %lld) is outside the cos/sin table [0, %zd)",
                             (long long)bad, (long long)bad_row, table_len);
     Py_RETURN_NONE;
 }

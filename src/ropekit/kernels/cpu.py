@@ -259,17 +259,13 @@ def launch(
     conj: bool,
 ) -> None:
     """Rotate ``q`` (and ``k``) into ``q_out`` (``k_out``), which may alias the inputs (in place)."""
-    native = cpu_native.available(q.dtype)
-    if native and cos_table.dtype != torch.float32:
-        # The kernel reads fp32 angles; rounding the table once equals rounding each chunk (torch path).
-        cos_table, sin_table = cos_table.float(), sin_table.float()
+    if cpu_native.launch(q, k, q_out, k_out, cos_table, sin_table, positions=positions, offsets=offsets,
+                         cu_seqlens=cu_seqlens, offset=offset, interleaved=interleaved, conj=conj):
+        return
     bufs = None
     for qs, ks, qos, kos, pos in _segments(q, k, q_out, k_out, positions, offsets, cu_seqlens, offset):
         pairs = [(x, o) for x, o in ((qs, qos), (ks, kos)) if x is not None and x.shape[-2] and x.shape[0]]
         if not pairs:
-            continue
-        if native and all(cpu_native.supports(x, o) for x, o in pairs):
-            cpu_native.rotate_rows(pairs, cos_table, sin_table, pos, interleaved=interleaved, conj=conj)
             continue
         if bufs is None:
             bufs = _new_buffers(q, k, cos_table)

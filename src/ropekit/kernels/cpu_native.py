@@ -17,10 +17,10 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["PARALLEL_MIN_ELEMS", "available", "rotate_rows", "supports"]
+__all__ = ["PARALLEL_MIN_ELEMS", "available", "launch"]
 
-#: q+k elements below which one thread does the whole call.
-PARALLEL_MIN_ELEMS = 1 << 18
+#: q+k elements below which one thread does the whole call (a split decode batch measured slower).
+PARALLEL_MIN_ELEMS = 1 << 20
 
 _CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
@@ -49,13 +49,22 @@ def available(dtype: torch.dtype | None = None) -> bool:
     return dtype in _CODES
 
 
-def supports(x: torch.Tensor, o: torch.Tensor) -> bool:
-    """Whether ``x`` and ``o`` ``(rows, heads, head_dim)`` can go to the kernel: same CPU dtype and
-    shape, head_dim contiguous (rows and heads may have any strides, e.g. views of a fused qkv)."""
-    return (
-        available(x.dtype) and x.dtype == o.dtype and x.device.type == "cpu" and o.device.type == "cpu"
-        and x.dim() == 3 and x.shape == o.shape and x.stride(-1) == 1 and o.stride(-1) == 1
-    )
+def _desc(x: torch.Tensor | None, o: torch.Tensor | None, packed: bool, rotary_dim: int) -> tuple | None:
+    """The kernel's view of one tensor: (x_ptr, o_ptr, strides (batch, seq, head) of x then o, heads,
+    copy_tail), or None when head_dim is not contiguous (the torch path takes those)."""
+    if x is None or o is None:
+        return None
+    xs, os_ = x.stride(), o.stride()
+    if xs[-1] != 1 or os_[-1] != 1:
+        return None
+    if packed:  # (total, heads, head_dim): one batch row of `total` tokens
+        xs, os_ = (0, *xs), (0, *os_)
+    xp, op = x.data_ptr(), o.data_ptr()
+    return (xp, op, xs[0], xs[1], xs[2], os_[0], os_[1], os_[2], x.shape[-2], op != xp and rotary_dim < x.shape[-1])
+
+
+def _i64(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.int64 and t.is_contiguous() else t.to(torch.int64).contiguous()
 
 
 @functools.cache
@@ -64,51 +73,73 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ropekit-cpu")
 
 
-def rotate_rows(
-    pairs: list[tuple[torch.Tensor, torch.Tensor]],
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    pos: torch.Tensor | int,
+def launch(
+    q: torch.Tensor,
+    k: torch.Tensor | None,
+    q_out: torch.Tensor,
+    k_out: torch.Tensor | None,
+    cos_table: torch.Tensor,
+    sin_table: torch.Tensor,
     *,
+    positions: torch.Tensor | None,
+    offsets: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None,
+    offset: int,
     interleaved: bool,
     conj: bool,
-) -> None:
-    """Rotate each ``(x, o)`` pair (``o`` may be ``x``: in place), all with the same rows.
+) -> bool:
+    """Rotate like :func:`ropekit.kernels.cpu.launch` and return True, or return False (nothing done)
+    when the kernel does not take these tensors: not built, float64, or a strided head_dim.
 
-    ``cos``/``sin``: fp32 ``(table_len, rotary_dim // 2)`` contiguous. ``pos``: int64 ``(rows,)``
-    positions or the int position of row 0. Every pair must pass :func:`supports`.
+    ``q`` ``(batch, seqlen, heads, head_dim)`` or packed ``(total, heads, head_dim)`` with
+    ``cu_seqlens``; the outputs may alias the inputs (in place). Inputs are validated by
+    :mod:`ropekit.kernels.dispatch`; positions are checked here again, before anything is written.
     """
+    if not available(q.dtype) or (k is not None and k.dtype != q.dtype):
+        return False
     ext = _ext()
-    assert ext is not None and pairs
-    if not (cos.dtype == sin.dtype == torch.float32 and cos.is_contiguous() and sin.is_contiguous()
-            and cos.shape == sin.shape and cos.dim() == 2):
-        raise ValueError("cos/sin must be contiguous float32 (table_len, rotary_dim // 2) tables of one shape.")
-    half, rows = cos.shape[1], pairs[0][0].shape[0]
-    head_dim = pairs[0][0].shape[-1]
-    if isinstance(pos, torch.Tensor):
-        pos = pos.to(torch.int64).contiguous()
-        pos_ptr, start = pos.data_ptr(), 0
+    assert ext is not None
+    packed = cu_seqlens is not None
+    half = cos_table.shape[1]
+    descs = [_desc(x, o, packed, 2 * half) for x, o in ((q, q_out), (k, k_out)) if x is not None and x.shape[-2]]
+    if any(d is None for d in descs):
+        return False
+    batch, seqlen = (1, q.shape[0]) if packed else (q.shape[0], q.shape[1])
+    rows = batch * seqlen
+    if not descs or rows == 0:
+        return True
+    if cos_table.dtype != torch.float32:
+        # The kernel reads fp32 angles; rounding the table once equals the torch path's per-chunk rounding.
+        cos_table, sin_table = cos_table.float(), sin_table.float()
+    cos_table, sin_table = cos_table.contiguous(), sin_table.contiguous()
+    offs = _i64(offsets) if offsets is not None else None
+    pos = cu = None
+    pos_sb = pos_ss = n_seqs = 0
+    if packed:
+        mode, cu = 2, _i64(cu_seqlens)
+        n_seqs = cu.numel() - 1
+    elif positions is not None:
+        mode, pos = 1, positions.to(torch.int64)  # strided is fine: the kernel takes its strides
+        pos_sb, pos_ss = (0, pos.stride(0)) if pos.dim() == 1 else pos.stride()
     else:
-        pos_ptr, start = 0, int(pos)
-    tensors = tuple(
-        (x.data_ptr(), o.data_ptr(), x.stride(0), x.stride(1), o.stride(0), o.stride(1), x.shape[1],
-         o.data_ptr() != x.data_ptr() and 2 * half < head_dim)
-        for x, o in pairs
+        mode = 0
+    common = (
+        tuple(descs), _CODES[q.dtype], q.shape[-1], half, cos_table.data_ptr(), sin_table.data_ptr(),
+        cos_table.shape[0], interleaved, conj, mode, seqlen, offset,
+        offs.data_ptr() if offs is not None else 0, pos.data_ptr() if pos is not None else 0, pos_sb, pos_ss,
+        cu.data_ptr() if cu is not None else 0, n_seqs,
     )
-    code = _CODES[pairs[0][0].dtype]
-    common = (tensors, code, head_dim, half, cos.data_ptr(), sin.data_ptr(), cos.shape[0], pos_ptr, start,
-              interleaved, conj)
-    work = rows * sum(x.shape[1] for x, _ in pairs) * head_dim
     threads = min(torch.get_num_threads(), rows)
+    work = rows * sum(d[8] for d in descs) * q.shape[-1]
     if threads <= 1 or work < PARALLEL_MIN_ELEMS:
-        ext.rotate(*common, 0, rows)
-        return
+        ext.rotate(*common, 0, rows, True)
+        return True
     # Each thread checks only its own rows: check them all first, so no thread writes before a failure.
-    lo, hi = (int(v) for v in torch.aminmax(pos)) if pos_ptr else (start, start + rows - 1)
-    if lo < 0 or hi >= cos.shape[0]:
-        raise ValueError(f"positions must be in [0, {cos.shape[0]}) (the cos/sin table), got [{lo}, {hi}].")
+    ext.rotate(*common, 0, rows, False)
     bounds = [rows * i // threads for i in range(threads + 1)]
-    futures = [_pool(threads - 1).submit(ext.rotate, *common, bounds[i], bounds[i + 1]) for i in range(1, threads)]
-    ext.rotate(*common, bounds[0], bounds[1])
+    futures = [_pool(threads - 1).submit(ext.rotate, *common, bounds[i], bounds[i + 1], True)
+               for i in range(1, threads)]
+    ext.rotate(*common, bounds[0], bounds[1], True)
     for f in futures:
         f.result()
+    return True
