@@ -169,6 +169,12 @@ def _cache_cat(c: Case, dtype: torch.dtype | None = None) -> torch.Tensor:
     return table if dtype is None else table.to(dtype)
 
 
+def _flat_tokens(c: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(positions (tokens,), q (tokens, hq*d), k (tokens, hkv*d)): the token-major layout of vLLM/FlashInfer."""
+    pos = c.position_ids().reshape(-1).contiguous()
+    return pos, c.q.reshape(-1, c.hq * c.head_dim).clone(), c.k.reshape(-1, c.hkv * c.head_dim).clone()
+
+
 def _liger(c: Case) -> Impl:
     _half_only(c)
     if c.device.type != "cuda":
@@ -210,10 +216,8 @@ def _flashinfer(c: Case) -> Impl:
         import flashinfer
     except ImportError as exc:
         raise Unsupported("flashinfer not installed") from exc
-    pos = c.position_ids().reshape(-1).contiguous()
+    pos, q, k = _flat_tokens(c)
     cache = _cache_cat(c)  # FlashInfer requires an fp32 cache
-    q = c.q.reshape(-1, c.hq * c.head_dim).clone()
-    k = c.k.reshape(-1, c.hkv * c.head_dim).clone()
 
     def fn(q, k):
         flashinfer.apply_rope_with_cos_sin_cache_inplace(pos, q, k, c.head_dim, cache, is_neox=c.layout == "half")
@@ -229,10 +233,8 @@ def _vllm(c: Case) -> Impl:
         from vllm import _custom_ops as ops
     except ImportError as exc:
         raise Unsupported("vllm not installed") from exc
-    pos = c.position_ids().reshape(-1).contiguous()
+    pos, q, k = _flat_tokens(c)
     cache = _cache_cat(c, c.dtype)  # vLLM casts its cache to the model dtype
-    q = c.q.reshape(-1, c.hq * c.head_dim).clone()
-    k = c.k.reshape(-1, c.hkv * c.head_dim).clone()
 
     def fn(q, k):
         ops.rotary_embedding(pos, q, k, c.head_dim, cache, c.layout == "half")

@@ -177,3 +177,15 @@ def test_strided_head_dim_takes_the_torch_path_and_stays_exact(kit, inplace):
 def test_available_is_false_for_unsupported_dtypes():
     assert not cpu_native.available(torch.float64)
     assert not cpu_native.available(torch.int32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_float64_tables_take_the_torch_path_and_stay_exact(kit, dtype):
+    # The kernel reads fp32 tables; a float64 one goes to the torch path, which rounds only the rows it uses.
+    cos, sin = (t.double() for t in kit.tables(16))
+    q = torch.randn(2, 5, 3, 16).to(dtype)
+    assert not cpu_native.launch(q, None, q.clone(), None, cos, sin, positions=None, offsets=None,
+                                 cu_seqlens=None, offset=0, interleaved=False, conj=False)
+    want, _ = rotate_qk_ref(q, None, cos, sin, offset=3)
+    got, _ = apply_rotary(q, None, cos, sin, offset=3, backend="cpu")
+    kit.assert_close(got, want, dtype, "q")

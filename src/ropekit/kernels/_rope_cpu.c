@@ -77,9 +77,9 @@ static inline void cursor_init(PosCursor *c, const Positions *ps, int64_t r0) {
     }
 }
 
-static inline int64_t cursor_pos(PosCursor *c, int64_t r) {
+/* Position of row r = (b, s); mode 2 (packed: b = 0, s = r) advances the current sequence. */
+static inline int64_t cursor_pos(PosCursor *c, int64_t r, int64_t b, int64_t s) {
     const Positions *ps = c->ps;
-    const int64_t b = r / ps->seqlen, s = r - b * ps->seqlen;
     switch (ps->mode) {
     case 0: return ps->start + s + (ps->offs ? ps->offs[b] : 0);
     case 1: return ps->pos[b * ps->pos_sb + s * ps->pos_ss];
@@ -191,8 +191,8 @@ static inline void st_f16(uint16_t *p, int64_t i, float v) {
         PosCursor cur;                                                                                 \
         cursor_init(&cur, &job->ps, r0);                                                               \
         for (int64_t r = r0; r < r1; ++r) {                                                            \
-            const int64_t p = cursor_pos(&cur, r);                                                     \
             const int64_t rb = r / job->ps.seqlen, rs = r - rb * job->ps.seqlen;                       \
+            const int64_t p = cursor_pos(&cur, r, rb, rs);                                             \
             const float *c = job->cos + p * half, *s = job->sin + p * half;                            \
             for (int ti = 0; ti < job->n_tensors; ++ti) {                                              \
                 const Tensor *t = &job->t[ti];                                                         \
@@ -280,7 +280,7 @@ static PyObject *rotate(PyObject *self, PyObject *args) {
         PosCursor cur;
         cursor_init(&cur, &job.ps, r0);
         for (int64_t r = r0; r < r1; ++r) {
-            const int64_t p = cursor_pos(&cur, r);
+            const int64_t b = r / seqlen, p = cursor_pos(&cur, r, b, r - b * seqlen);
             if (p < 0 || p >= table_len) { bad = p; bad_row = r; break; }
         }
         if (bad_row < 0 && compute) fn(&job, r0, r1);

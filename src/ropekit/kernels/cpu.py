@@ -7,7 +7,7 @@ position mode, both layouts and partial rotary. Measured with ``benchmarks/bench
 VM, 1 thread, Llama-3-8B prefill, in place, x a same-bytes copy): fp32 ~0.65x, bf16 ~1.2x (an in-place
 update streams one buffer where the copy streams two, hence below 1).
 
-**Torch** (everything else: float64, a strided head_dim, or no compiler at install): the few ops of a
+**Torch** (everything else: float64 inputs or tables, a strided head_dim, or no compiler at install): the few ops of a
 chunk run while the chunk is still in cache, so DRAM sees about one read and one write of q/k. Choices,
 each measured the same way:
 
@@ -44,7 +44,8 @@ class _Buffers:
 
     def __init__(self, rows: int, half: int, calc: torch.dtype, table: torch.dtype) -> None:
         self.calc = calc
-        rows *= 4  # see the one-chunk rule for small inputs in launch()
+        self.max_rows = rows  # rows per chunk for large inputs
+        rows *= 4  # see the one-chunk rule for small inputs in _torch_segment()
         self.cos = torch.empty(rows, half, dtype=table)
         self.sin = torch.empty(rows, half, dtype=table)
         self.neg = torch.empty(rows, half, dtype=calc)
@@ -275,11 +276,8 @@ def launch(
 def _new_buffers(q: torch.Tensor, k: torch.Tensor | None, cos_table: torch.Tensor) -> _Buffers:
     calc = torch.float64 if q.dtype == torch.float64 else torch.float32
     heads = q.shape[-2] + (0 if k is None else k.shape[-2])
-    return _Buffers(_max_rows(heads, q.shape[-1]), cos_table.shape[1], calc, cos_table.dtype)
-
-
-def _max_rows(heads: int, head_dim: int) -> int:
-    return max(1, CHUNK_ELEMS // max(1, heads * head_dim))
+    max_rows = max(1, CHUNK_ELEMS // max(1, heads * q.shape[-1]))
+    return _Buffers(max_rows, cos_table.shape[1], calc, cos_table.dtype)
 
 
 def _torch_segment(pairs: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Tensor | int,
@@ -289,7 +287,7 @@ def _torch_segment(pairs: list[tuple[torch.Tensor, torch.Tensor]], pos: torch.Te
     half = cos_table.shape[1]
     calc = bufs.calc
     n_rows = pairs[0][0].shape[0]
-    max_rows = bufs.cos.shape[0] // 4
+    max_rows = bufs.max_rows
     if n_rows <= 4 * max_rows:
         rows = n_rows  # small (decode-sized) work is cache-resident anyway: one chunk, fewest calls
     else:

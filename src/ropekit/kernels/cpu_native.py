@@ -1,7 +1,7 @@
 """Launcher for the native CPU kernel (``_rope_cpu.c``): one pass over q and k, at the copy floor.
 
 The extension is built at install time when a C compiler is present (``setup.py``, optional); when it
-is missing, or for float64 or last-dim-strided tensors, :mod:`ropekit.kernels.cpu` uses its pure-torch
+is missing, or for float64 inputs or tables or last-dim-strided tensors, :mod:`ropekit.kernels.cpu` uses its pure-torch
 chunked path instead. ``available()`` says which one runs.
 
 Work is split by rows (tokens) across ``torch.get_num_threads()`` threads: the extension releases
@@ -89,13 +89,16 @@ def launch(
     conj: bool,
 ) -> bool:
     """Rotate like :func:`ropekit.kernels.cpu.launch` and return True, or return False (nothing done)
-    when the kernel does not take these tensors: not built, float64, or a strided head_dim.
+    when the kernel does not take these tensors: not built, float64 inputs or tables, or a strided
+    head_dim.
 
     ``q`` ``(batch, seqlen, heads, head_dim)`` or packed ``(total, heads, head_dim)`` with
     ``cu_seqlens``; the outputs may alias the inputs (in place). Inputs are validated by
     :mod:`ropekit.kernels.dispatch`; positions are checked here again, before anything is written.
     """
-    if not available(q.dtype) or (k is not None and k.dtype != q.dtype):
+    if not available(q.dtype) or (k is not None and k.dtype != q.dtype) or cos_table.dtype != torch.float32:
+        # A float64 table would have to be rounded whole on every call; the torch path rounds only
+        # the rows a chunk uses.
         return False
     ext = _ext()
     assert ext is not None
@@ -108,9 +111,6 @@ def launch(
     rows = batch * seqlen
     if not descs or rows == 0:
         return True
-    if cos_table.dtype != torch.float32:
-        # The kernel reads fp32 angles; rounding the table once equals the torch path's per-chunk rounding.
-        cos_table, sin_table = cos_table.float(), sin_table.float()
     cos_table, sin_table = cos_table.contiguous(), sin_table.contiguous()
     offs = _i64(offsets) if offsets is not None else None
     pos = cu = None
