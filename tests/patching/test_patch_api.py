@@ -74,7 +74,7 @@ def test_import_does_not_patch():
     model = tiny_model("llama")
     rotary = model.base_model.rotary_emb
     importlib.import_module("ropekit.patching")
-    importlib.import_module("ropekit.patching.llama")
+    importlib.import_module("ropekit.patching.fused")
     assert model.base_model.rotary_emb is rotary
     assert not any("forward" in m.__dict__ for m in model.modules())
 
@@ -85,21 +85,22 @@ def test_bad_input():
         patch(model)
     with pytest.raises(ValueError, match="backend='refrence' is not one of .*Did you mean 'reference'"):
         patch(model, backend="refrence")
-    with pytest.raises(TypeError, match="cfg_or_scaling must be"):
+    with pytest.raises(TypeError, match="spec must be"):
+        patch(model, ["yarn"])
+    with pytest.raises(ValueError, match=r"layer type\(s\) \['rope_type'\] this model does not have"):
         patch(model, {"rope_type": "yarn"})
-    with pytest.raises(ValueError, match="head_dim=32 does not match the model's head_dim=16"):
+    with pytest.raises(ValueError, match="has head_dim=32, but those layers rotate head_dim=16"):
         patch(model, ropekit.RopeConfig(head_dim=32))
-    with pytest.raises(ValueError, match="backend='hf' .* layout='half'"):
-        patch(model, ropekit.RopeConfig(head_dim=16, layout="interleaved"), backend="hf")
+    with pytest.raises(ValueError, match="layout='interleaved'.* rotates layout='half', rotary_dim=16 in its own code"):
+        patch(model, ropekit.RopeConfig(head_dim=16, layout="interleaved"), backend="tables")
     with pytest.raises(ValueError, match="LongRoPE short_factor/long_factor must have rotary_dim // 2 = 8"):
         patch(model, ropekit.LongRoPE(short_factor=[1.0], long_factor=[1.0], original_max_position_embeddings=64))
     assert not hasattr(model, "_ropekit_patch")
 
     class Fake:
-        class config:
-            model_type = "lama"
+        config = None
 
-    with pytest.raises(ValueError, match="supports HF model types .*Did you mean 'llama'"):
+    with pytest.raises(TypeError, match="model must be a loaded Hugging Face model"):
         patch(Fake())
 
 

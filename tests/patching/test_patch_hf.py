@@ -11,7 +11,7 @@ from tests.patching.tiny import FAMILIES, VOCAB, tiny_model
 
 # fp32 model, float64-vs-float32 angles: differences come from HF's fp32 angle rounding (~1e-7 rel.)
 ATOL = 2e-5
-BACKENDS = ("hf", "reference", "auto")
+BACKENDS = ("tables", "reference", "auto")
 THETA = 10000.0
 L0 = 64  # tiny models' trained context (max_position_embeddings)
 
@@ -34,6 +34,7 @@ def test_own_rope_matches_stock(family, backend, ids):
     ref = logits(model, ids)
     with patch(model, backend=backend) as handle:
         assert handle.active and model._ropekit_patch is handle
+        assert handle.fused == (backend != "tables")  # these four families have verified fused attention
         out = logits(model, ids)
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
     assert torch.equal(logits(model, ids), ref)  # undone: bit-identical to never patched

@@ -65,7 +65,10 @@ def test_quick_preset_and_bad_names() -> None:
     cfg = cmd.config_from_args(parser.parse_args(["--quick", "--steps", "9"]))
     assert cfg.seeds == (0,) and cfg.steps == 9 and cfg.d_model == 64
     full = cmd.config_from_args(parser.parse_args([]))
-    assert full.encodings == ("nope", "learned", "sinusoidal", "alibi", "rope") and len(full.seeds) == 3
+    assert full.encodings == ("nope", "learned", "sinusoidal", "alibi", "rope", "rope-nope4") and len(full.seeds) == 3
+    assert full.n_layers == 3  # the hybrid's NoPE layer is then layer 2, the last (see RotaryNoPEHybrid)
+    with pytest.raises(ValueError, match="n_layers >= 2"):
+        cmd.config_from_args(parser.parse_args(["--encodings", "rope,rope-nope4", "--layers", "1"]))
     with pytest.raises(ValueError, match="sinusoidal"):
         cmd.config_from_args(parser.parse_args(["--encodings", "sinusodal"]))
 
@@ -97,3 +100,33 @@ def test_torchrun_two_gloo_ranks_give_the_single_process_result(tiny_root: Path,
             for proto in a[variant]:
                 for c in a[variant][proto]:
                     assert b[variant][proto][c] == pytest.approx(a[variant][proto][c], rel=1e-4), (run, variant, c)
+
+
+def test_hybrid_joins_the_grid_with_scalings_and_paired_ratios(tiny_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "h"
+    args = [*ARGS, "--out", str(out), "--root", str(tiny_root)]
+    args[args.index("nope,alibi,rope")] = "nope,rope,rope-nope4"
+    args[args.index("--layers") + 1] = "2"
+    assert cmd.main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    rows = {(r["encoding"], r["variant"], r["protocol"], r["context"]): r for r in res["rows"]}
+    # the eval-time scalings and the training-free extensions reach the hybrid's RoPE layers
+    for variant in ("none", "linear", "yarn", "self-extend", "dca", "rerope", "leaky-rerope", "dynamic-yarn"):
+        assert ("rope-nope4", variant, "same_target", 64) in rows
+        assert (variant == "none") == (("nope", variant, "same_target", 64) in rows)
+    hyb = rows[("rope-nope4", "none", "same_target", 64)]
+    assert {"vs_rope", "vs_nope"} <= hyb.keys() and "vs_rope_same" not in hyb
+    assert "vs_rope_same" in rows[("rope-nope4", "yarn", "same_target", 64)]
+    assert "vs_nope" not in rows[("nope", "none", "same_target", 64)]
+    assert "vs_rope" not in rows[("rope", "none", "same_target", 64)]
+    assert "vs_rope_same" not in rows[("rope", "yarn", "same_target", 64)]
+    # the scaled hybrid is not its unscaled self: the scaling really changed its RoPE layers
+    a = _eval(out, "rope-nope4-seed0")
+    assert a["yarn"]["same_target"]["256"] != a["none"]["same_target"]["256"]
+    md = (out / "results.md").read_text()
+    assert "Ratio to NoPE" in md and "same inference-time scaling" in md and "| rope-nope4+yarn |" in md
+    assert "| rope+self-extend |" in md and "| rope-nope4+dca |" in md
+    # p-RoPE gets the scalings but not the extensions (they rotate with the full frequency set)
+    from ropekit.study.runner import StudyConfig, _variants
+
+    assert "rerope" not in _variants(StudyConfig(), "p-rope") and "yarn" in _variants(StudyConfig(), "p-rope")

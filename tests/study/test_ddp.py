@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -19,11 +21,12 @@ STREAM = (torch.arange(30_000) * 17 % 253).to(torch.uint8)
 GRAD_STEP = 99  # an extra batch whose raw gradients we compare (after training)
 
 
-def _run(dist: Dist, out: Path) -> dict:
-    model, state = train(MCFG, TCFG, STREAM, out / "model.pt", dist=dist, progress=False)
+def _run(dist: Dist, out: Path, encoding: str = "rope") -> dict:
+    mcfg = dataclasses.replace(MCFG, encoding=encoding)  # 2 layers: the hybrid is [RoPE, NoPE]
+    model, state = train(mcfg, TCFG, STREAM, out / "model.pt", dist=dist, progress=False)
     model.train()
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
-    loss = batch_loss(net, local_batch(STREAM, TCFG, MCFG.train_len, GRAD_STEP, dist))
+    loss = batch_loss(net, local_batch(STREAM, TCFG, mcfg.train_len, GRAD_STEP, dist))
     loss.backward()
     logged = loss.detach().clone()
     if dist.enabled:
@@ -37,7 +40,7 @@ def _run(dist: Dist, out: Path) -> dict:
     }
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str, encoding: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -45,7 +48,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         assert dist.world == world and dist.rank == rank
         assert torch.distributed.get_backend() == "gloo"
-        torch.save(_run(dist, Path(out)), Path(out) / f"rank{rank}.pt")
+        torch.save(_run(dist, Path(out), encoding), Path(out) / f"rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -60,11 +63,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["rope", "rope-nope4"])
+def test_two_gloo_processes_match_one_process(tmp_path: Path, encoding: str) -> None:
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
-    mp.start_processes(_worker, args=(2, _free_port(), str(ddp_dir)), nprocs=2, join=True, start_method="spawn")
-    single = _run(Dist(), single_dir)
+    mp.start_processes(_worker, args=(2, _free_port(), str(ddp_dir), encoding), nprocs=2, join=True,
+                       start_method="spawn")
+    single = _run(Dist(), single_dir, encoding)
     ranks = [torch.load(ddp_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
     for r in ranks:

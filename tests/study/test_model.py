@@ -5,7 +5,7 @@ import torch
 
 from ropekit.study.model import DecoderLM, ModelConfig
 
-ALL = ["nope", "learned", "sinusoidal", "alibi", "rope"]
+ALL = ["nope", "learned", "sinusoidal", "alibi", "rope", "rope-nope4"]
 
 
 def _model(enc: str, **kw) -> DecoderLM:

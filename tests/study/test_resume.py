@@ -35,8 +35,13 @@ def test_lr_schedule() -> None:
     assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
 
 
-def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref, ref_state = train(MCFG, _cfg(), STREAM, tmp_path / "ref.pt", progress=False)
+HYBRID = ModelConfig(d_model=32, n_layers=4, n_heads=2, encoding="rope-nope4", train_len=16, max_len=64)
+
+
+@pytest.mark.parametrize("mcfg", [MCFG, HYBRID], ids=["rope", "rope-nope4"])
+def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        mcfg: ModelConfig) -> None:
+    ref, ref_state = train(mcfg, _cfg(), STREAM, tmp_path / "ref.pt", progress=False)
 
     real = train_mod.local_batch
 
@@ -47,11 +52,11 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(train_mod, "local_batch", crash_at_4)
     with pytest.raises(KeyboardInterrupt):
-        train(MCFG, _cfg(), STREAM, tmp_path / "run.pt", progress=False)
+        train(mcfg, _cfg(), STREAM, tmp_path / "run.pt", progress=False)
     mid = torch.load(tmp_path / "run.pt", weights_only=False)
     assert mid["step"] == 3 and not mid["done"]
     monkeypatch.setattr(train_mod, "local_batch", real)
-    resumed, state = train(MCFG, _cfg(), STREAM, tmp_path / "run.pt", progress=False)
+    resumed, state = train(mcfg, _cfg(), STREAM, tmp_path / "run.pt", progress=False)
     assert state["done"] and state["step"] == 6
     for (n, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=n)

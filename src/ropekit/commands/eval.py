@@ -4,6 +4,11 @@ Defaults: the bundled SmolLM2-135M (trained context L = 8192), methods none/line
 factor 2, one 2L-token window of Python standard-library source for perplexity by position bucket
 (0-L/2, L/2-L, L-1.5L, 1.5L-2L), and passkey retrieval at 1.25L. Results go to OUT/results.json
 (resumable: rerun the same command to finish an interrupted run), OUT/summary.json and OUT/eval.png.
+
+A model with per-layer-type RoPE (``--model gemma3-270m``: 5 sliding layers per global one, L = 32768)
+defaults to none, linear:full_attention (global layers only), linear (every layer) and
+yarn:full_attention; ``--methods`` takes ``METHOD[@FACTOR][:LAYER_TYPE]`` (see :mod:`ropekit.eval.methods`).
+Lengths whose estimated peak memory does not fit are refused before the model is loaded.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2-135m",
                         help="model name, HF model dir or .gguf (default: smollm2-135m)")
     parser.add_argument("--methods", type=_names, default=None,
-                        help="comma-separated: none,linear,ntk,dynamic,yarn,llama3,longrope "
-                        "(default: none,linear,ntk,dynamic,yarn)")
+                        help="comma-separated METHOD[@FACTOR][:LAYER_TYPE], METHOD one of none,linear,ntk,dynamic,"
+                        "yarn,llama3,longrope; ':full_attention' scales only those layers of a hybrid model "
+                        "(default: none,linear,ntk,dynamic,yarn; per-layer-type models: none,"
+                        "linear:full_attention,linear,yarn:full_attention)")
     parser.add_argument("--factor", "--factors", dest="factors", type=_floats, default=None,
                         help="scaling factor(s), comma-separated (default: 2)")
     parser.add_argument("--length", "--lengths", dest="lengths", type=_ints, default=None,
@@ -64,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--out", default="ropekit-eval", help="output directory (default: ./ropekit-eval)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run (<= 3 min on 2 CPU cores): none+yarn, one 1.125x-context window, short passkey")
+                        help="smoke run (<= 3 min on 2 CPU cores for SmolLM2): none+yarn (+yarn:full_attention on "
+                        "hybrid models), one 1.125x-context window (4096 tokens when the context is above 8k, "
+                        "which then stays inside it), short passkey")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -84,41 +93,53 @@ def plan_from_args(args: argparse.Namespace) -> Any:
     return plan
 
 
-def _quick_lengths(plan: Any, context: int) -> None:
-    # --quick: the smallest window that still reaches past the trained context, and a short passkey
+QUICK_MAX_CONTEXT = 8192  # above this, reaching past the context takes far longer than a smoke run may
+
+
+def _quick_lengths(plan: Any, context: int, layered: bool = False) -> None:
+    # --quick: the smallest window that still reaches past the trained context, and a short passkey;
+    # a long-context model (Gemma 3: 32k, ~15 min per 36k window on 2 cores) gets a short in-context window
     if plan.lengths is None:
-        plan.lengths = (context + context // 8,)
+        plan.lengths = (context + context // 8,) if context <= QUICK_MAX_CONTEXT else (4096,)
     if plan.passkey_lengths is None:
-        plan.passkey_lengths = (context // 4,)
+        plan.passkey_lengths = (min(context // 4, QUICK_MAX_CONTEXT // 4),)
+    if layered and plan.extra.get("quick") and tuple(plan.methods or ()) == ("none", "yarn"):
+        plan.methods = ("none", "yarn:full_attention", "yarn")
 
 
 def format_table(summary: dict[str, Any]) -> str:
     """Plain-text table: perplexity per bucket (95% CI) per window length, passkey accuracy per length."""
     methods = summary["methods"]
+    w = max([14, *(len(label) + 2 for label in methods)])  # label column: 14 unless a label is longer
     lines = []
     lengths = sorted({int(n) for m in methods.values() for n in m["ppl"]})
     for n in lengths:
         buckets = next(m["ppl"][str(n)] for m in methods.values() if str(n) in m["ppl"])
-        head = f"{'method':<14}" + "".join(f"{b['label']:>24}" for b in buckets)
+        head = f"{'method':<{w}}" + "".join(f"{b['label']:>24}" for b in buckets)
         lines += [f"perplexity by position, {n}-token windows (x{buckets[0]['windows']}), 95% bootstrap CI", head]
         for label, m in methods.items():
             row = m["ppl"].get(str(n))
             if row is None:
                 continue
             cells = "".join(f"{b['ppl']:>9.2f} [{b['lo95']:>6.1f},{b['hi95']:>7.1f}]" for b in row)
-            lines.append(f"{label:<14}{cells}")
+            lines.append(f"{label:<{w}}{cells}")
         lines.append("")
     keys = sorted({k for m in methods.values() for k in m["passkey"]}, key=lambda k: (int(k.split("|")[0]), k))
     if keys:
         lines.append("passkey retrieval accuracy (correct/trials, Wilson 95% CI), columns = length|depth")
-        lines.append(f"{'method':<14}" + "".join(f"{k:>22}" for k in keys))
+        lines.append(f"{'method':<{w}}" + "".join(f"{k:>22}" for k in keys))
         for label, m in methods.items():
             cells = ""
             for k in keys:
                 c = m["passkey"].get(k)
                 text = "-" if c is None else f"{c['correct']}/{c['trials']} [{c['lo95']:.2f},{c['hi95']:.2f}]"
                 cells += text.rjust(22)
-            lines.append(f"{label:<14}{cells}")
+            lines.append(f"{label:<{w}}{cells}")
+    if any("peak_gib" in m for m in methods.values()):
+        lines += ["", "cost per method: seconds (all cells) and peak memory (process RSS on CPU, allocation on CUDA)"]
+        for label, m in methods.items():
+            peak = f"{m['peak_gib']:.2f} GiB" if "peak_gib" in m else "-"
+            lines.append(f"{label:<{w}}{m['seconds']:>10.0f} s{peak:>14}")
     return "\n".join(lines)
 
 
@@ -130,10 +151,11 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     plan.validate()
     if args.quick:
-        from ropekit.models import rope_config_of
+        from ropekit.eval.methods import model_rope
+        from ropekit.models import hf_config_of
 
-        own = rope_config_of(plan.model)  # reads the config only
-        _quick_lengths(plan, own.original_max_position_embeddings or 2048)
+        rope = model_rope(hf_config_of(plan.model))  # reads the config only
+        _quick_lengths(plan, rope.context, rope.layered)
     prepared = prepare(plan)
     store = run_plan(prepared, progress=not args.no_progress)
     summary = summarize(prepared, store)

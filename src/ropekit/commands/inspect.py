@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "format_summary", "load_config", "run"]
+__all__ = ["add_arguments", "format_plan", "format_summary", "load_config", "load_plan", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,46 @@ def load_config(source: str, layer_type: str | None = None) -> Any:
     from ropekit import models  # a model name, e.g. smollm2-135m
 
     return models.rope_config_of(source)
+
+
+def load_plan(source: str) -> Any:
+    """The whole-model RopePlan of an HF source (config.json, model dir, model name); None for GGUF files."""
+    from ropekit.core.plan import RopePlan
+
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        try:
+            return RopePlan.from_hf(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if path.exists() or path.suffix in (".json", ".gguf") or "/" in source:
+        return None
+    from transformers import AutoConfig
+
+    from ropekit import models
+
+    directory = models.hf_directory(models.resolve_model(source))
+    return RopePlan.from_hf(AutoConfig.from_pretrained(directory, local_files_only=True))
+
+
+def format_plan(plan: Any) -> str:
+    """One row per layer type: which layers, and their RoPE (or NoPE)."""
+    lines = [f"{'layer type':<20} {'layers':<24} {'rope':<60}"]
+    for r in plan.describe():
+        layers = r["layers"]
+        shown = ",".join(map(str, layers)) if len(layers) <= 8 else f"{len(layers)} layers ({layers[0]}..{layers[-1]})"
+        rope = r["rope"]
+        if rope is None:
+            what = "NoPE"
+        else:
+            what = (f"{rope['method']} base={rope['base']:g} rotary_dim={rope['rotary_dim']}/{rope['head_dim']} "
+                    f"layout={rope['layout']} attn_factor={rope['attention_factor']:.4g}")
+            if r["nope_layers"]:
+                what += f"; NoPE layers {r['nope_layers']}"
+        lines.append(f"{r['layer_type']:<20} {shown:<24} {what}")
+    return "\n".join(lines)
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -82,6 +122,12 @@ def format_summary(s: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from ropekit.core.summary import frequency_summary
 
+    try:
+        plan = load_plan(args.source) if args.layer_type is None else None
+    except ValueError:
+        plan = None  # no whole-model reading (e.g. no layer count): the single-config path says what is wrong
+    if plan is not None and (not plan.is_uniform or plan.nope_layers or len(plan.types) > 1):
+        return _run_plan(args, plan)
     cfg = load_config(args.source, args.layer_type)
     summary = frequency_summary(cfg, seq_len=args.seq_len)
     if args.json:
@@ -95,4 +141,27 @@ def run(args: argparse.Namespace) -> int:
         out = plot_wavelengths(summary, args.plot)
         if not args.json:
             print(f"\nplot written to {out}")
+    return 0
+
+
+def _run_plan(args: argparse.Namespace, plan: Any) -> int:
+    """A per-layer-type model: the plan table, then each rotating type's frequency summary."""
+    from ropekit.core.summary import frequency_summary
+
+    summaries = {t: frequency_summary(plan.by_type[t], seq_len=args.seq_len) for t in plan.rope_types}
+    if args.json:
+        print(json.dumps({"plan": plan.describe(), "types": summaries}, indent=2, default=str))
+    else:
+        print(format_plan(plan))
+        for t, summary in summaries.items():
+            print(f"\n== layer type {t} ==")
+            print(repr(plan.by_type[t]))
+            print(format_summary(summary))
+    if args.plot:
+        from ropekit.plots import plot_wavelengths
+
+        first = plan.rope_types[-1]  # the global / full-attention type in HF's ordering, usually
+        out = plot_wavelengths(summaries[first], args.plot)
+        if not args.json:
+            print(f"\nplot written to {out} (layer type {first}; --layer-type picks another)")
     return 0

@@ -1,14 +1,17 @@
 """Train small LMs at length L with each position encoding and measure perplexity at 1x-8x L.
 
-Trains NoPE / learned / sinusoidal / ALiBi / RoPE (and optionally p-RoPE) decoder LMs on Python
-standard-library sources (byte tokens, held-out split by file), evaluates them at 1x, 2x, 4x, 8x the
-training length on the same target tokens (plus non-overlapping and sliding-window perplexity), and
-RoPE with PI / NTK / dynamic NTK / YaRN applied at evaluation time. Seeds, paired bootstrap 95% CIs,
-results.json + results.md + study.png in --out. Resumable: rerun the same command to continue.
+Trains NoPE / learned / sinusoidal / ALiBi / RoPE / rope-nope4 (RoPE with every 4th layer NoPE, as in
+SmolLM3 and Llama-4; the last layer when there are fewer than 4) and optionally p-RoPE decoder LMs on
+Python standard-library sources (byte tokens, held-out split by file), evaluates them at 1x, 2x, 4x, 8x
+the training length on the same target tokens (plus non-overlapping and sliding-window perplexity), and
+RoPE (and the hybrid's RoPE layers) with PI / NTK / dynamic NTK / YaRN applied at evaluation time, and
+with the training-free Self-Extend / DCA / ReRoPE / leaky ReRoPE / dynamic YaRN of ropekit.extension.
+Seeds, paired bootstrap 95% CIs, results.json + results.md + study.png in --out.
+Resumable: rerun the same command to continue.
 
 Examples:
   ropekit study --quick --out study-quick                 # ~5 min on 2 CPU cores
-  ropekit study --out study-full                          # 5 encodings x 3 seeds
+  ropekit study --out study-full                          # 6 encodings x 3 seeds
   torchrun --nproc_per_node 2 -m ropekit.study --quick --out study-ddp   # same trainer under DDP
 """
 
@@ -38,11 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--quick", action="store_true", help="small preset: 1 seed, tiny model, ~5 min on 2 cores")
     a("--out", default="ropekit-study", help="output folder (resumes what is already there)")
-    a("--encodings", type=_names, help="comma list from nope,learned,sinusoidal,alibi,rope,p-rope")
+    a("--encodings", type=_names, help="comma list from nope,learned,sinusoidal,alibi,rope,rope-nope4,p-rope")
     a("--seeds", type=_ints, help="comma list of seeds (default 0,1,2)")
     a("--train-len", type=int, dest="train_len", help="training length L (default 128)")
     a("--multiples", type=_ints, help="evaluation contexts as multiples of L (default 1,2,4,8)")
     a("--scalings", type=_names, help="eval-time RoPE scalings from linear,ntk,dynamic,yarn ('' for none)")
+    a("--extensions", type=_names, help="training-free methods for the full-RoPE runs from self-extend,dca,rerope,"
+      "leaky-rerope,dynamic-yarn ('' for none; default all)")
     a("--scale-factor", type=float, dest="scale_factor", help="fixed scaling factor (default: C/L per context)")
     a("--p-rope", type=float, dest="p_rope", help="fraction of highest frequencies p-RoPE keeps (default 0.75)")
     a("--steps", type=int, help="training steps per run")
@@ -65,8 +70,8 @@ def config_from_args(args: argparse.Namespace):  # -> StudyConfig
     from ropekit.study.runner import StudyConfig
 
     values: dict[str, object] = dict(QUICK) if args.quick else {}
-    for key in ("encodings", "seeds", "train_len", "multiples", "scalings", "scale_factor", "p_rope", "steps",
-                "batch_size", "lr", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_windows", "target"):
+    for key in ("encodings", "seeds", "train_len", "multiples", "scalings", "extensions", "scale_factor", "p_rope",
+                "steps", "batch_size", "lr", "d_model", "n_layers", "n_heads", "n_kv_heads", "n_windows", "target"):
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v

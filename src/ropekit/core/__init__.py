@@ -2,6 +2,7 @@
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import ROPE_FREQUENCIES, compute_frequencies
+from ropekit.core.plan import RopePlan
 from ropekit.core.reference import apply_rotary_ref, rotate_qk_ref
 from ropekit.core.scaling import (
     NTK,
@@ -25,6 +26,7 @@ __all__ = [
     "LongRoPE",
     "Proportional",
     "RopeConfig",
+    "RopePlan",
     "Scaling",
     "YaRN",
     "apply_rotary_ref",

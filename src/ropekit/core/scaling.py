@@ -7,6 +7,7 @@ functions that use them live in :mod:`ropekit.core.frequencies`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -188,13 +189,48 @@ SCALING_CLASSES: dict[str, type[Scaling]] = {
     cls.method: cls for cls in (Linear, NTK, DynamicNTK, YaRN, LongRoPE, Llama3, Proportional)
 }
 
+def _from_factor_none(factor: float, L0: int) -> None:
+    return None
+
+
+def _from_factor_linear(factor: float, L0: int) -> Linear:
+    return Linear(factor=factor)
+
+
+def _from_factor_ntk(factor: float, L0: int) -> NTK:
+    return NTK(alpha=factor)
+
+
+def _from_factor_dynamic(factor: float, L0: int) -> DynamicNTK:
+    return DynamicNTK(factor=factor, original_max_position_embeddings=L0)
+
+
+def _from_factor_yarn(factor: float, L0: int) -> YaRN:
+    return YaRN(factor=factor, original_max_position_embeddings=L0)
+
+
+def _from_factor_llama3(factor: float, L0: int) -> Llama3:
+    return Llama3(factor=factor, original_max_position_embeddings=L0)
+
+
+# one builder per method that a single extension factor fully describes; an unlisted name raises
+_FROM_FACTOR: dict[str, Callable[[float, int], Scaling | None]] = {
+    "none": _from_factor_none,
+    "linear": _from_factor_linear,
+    "ntk": _from_factor_ntk,
+    "dynamic": _from_factor_dynamic,
+    "yarn": _from_factor_yarn,
+    "llama3": _from_factor_llama3,
+}
+
 #: methods that a single extension factor fully describes (eval and study sweeps use these).
-FACTOR_METHODS = ("none", "linear", "ntk", "dynamic", "yarn", "llama3")
+FACTOR_METHODS = tuple(_FROM_FACTOR)
 
 
 def scaling_from_factor(method: str, factor: float, *, original_max_position_embeddings: int) -> Scaling | None:
     """Build the scaling for ``method`` that extends a model trained on ``original_max_position_embeddings``
-    tokens by ``factor`` ("none" gives ``None``). NTK uses alpha = factor.
+    tokens by ``factor`` ("none" gives ``None``). NTK uses alpha = factor. A name outside
+    ``FACTOR_METHODS`` raises ``ValueError`` listing them.
 
     >>> scaling_from_factor("yarn", 2.0, original_max_position_embeddings=8192)
     YaRN(factor=2.0, original_max_position_embeddings=8192, beta_fast=32.0, beta_slow=1.0, mscale=None, \
@@ -202,15 +238,4 @@ mscale_all_dim=None, attention_factor=None, truncate=True)
     """
     check_choice("method", method, FACTOR_METHODS)
     check_positive("factor", factor)
-    L0 = original_max_position_embeddings
-    if method == "none":
-        return None
-    if method == "linear":
-        return Linear(factor=factor)
-    if method == "ntk":
-        return NTK(alpha=factor)
-    if method == "dynamic":
-        return DynamicNTK(factor=factor, original_max_position_embeddings=L0)
-    if method == "yarn":
-        return YaRN(factor=factor, original_max_position_embeddings=L0)
-    return Llama3(factor=factor, original_max_position_embeddings=L0)
+    return _FROM_FACTOR[method](factor, original_max_position_embeddings)

@@ -7,6 +7,8 @@
 Heavy parts (transformers, tqdm) are imported inside the functions that need them.
 """
 
+from ropekit.eval.memory import check_memory, estimate_peak_bytes
+from ropekit.eval.methods import MethodSpec, cell_scalings, model_rope, parse_method
 from ropekit.eval.passkey import build_prompt, passkey_trial
 from ropekit.eval.perplexity import bucket_edges, perplexity_record, summarize_perplexity, token_losses
 from ropekit.eval.runner import METHODS, EvalPlan, prepare, run_plan, summarize
@@ -17,11 +19,17 @@ from ropekit.eval.text import resolve_text, token_windows
 __all__ = [
     "METHODS",
     "EvalPlan",
+    "MethodSpec",
     "ResultStore",
     "atomic_write_text",
     "block_bootstrap_ppl",
     "bucket_edges",
     "build_prompt",
+    "cell_scalings",
+    "check_memory",
+    "estimate_peak_bytes",
+    "model_rope",
+    "parse_method",
     "passkey_trial",
     "perplexity_record",
     "prepare",

@@ -2,7 +2,8 @@
 
 Prompt (newline-joined, as in ``epfml/landmark-attention`` ``run_test.py``): the task description,
 repeated filler, ``"The pass key is {K}. Remember it. {K} is the pass key."``, more filler, and
-``"What is the pass key? The pass key is"``. The filler is sized in tokens so the prompt is as close to
+``"What is the pass key? The pass key is"``, after the tokenizer's own leading special tokens (Gemma's
+``<bos>``; none for SmolLM2). The filler is sized in tokens so the prompt is as close to
 the requested length as possible without exceeding it; ``depth`` is the fraction of the filler placed
 before the key. Greedy decoding of at most 10 tokens; a trial passes when the first integer generated
 equals the key. Keys come from a seeded RNG per (length, depth, trial), so every method sees the same
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ropekit.eval.text import special_prefix
 
 __all__ = ["FILLER", "PasskeyPrompt", "build_prompt", "greedy_answer", "passkey_trial"]
 
@@ -62,18 +65,20 @@ def build_prompt(tokenizer: Any, length: int, depth: float, key: int) -> Passkey
     """
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}.")
+    head = special_prefix(tokenizer)  # e.g. Gemma's <bos>, which it needs; [] for SmolLM2
+    budget = length - len(head)
     fixed = _n_tokens(tokenizer, _text(0, 0, key))
     per_rep = _n_tokens(tokenizer, " ".join([FILLER] * 64)) / 64
-    total = max(0, int((length - fixed) / per_rep))
+    total = max(0, int((budget - fixed) / per_rep))
     while True:
         pre = round(depth * total)
-        ids = tokenizer(_text(pre, total - pre, key), add_special_tokens=False)["input_ids"]
+        ids = head + tokenizer(_text(pre, total - pre, key), add_special_tokens=False)["input_ids"]
         if len(ids) <= length or total == 0:
             break
         total -= 1
     if len(ids) > length:
         raise ValueError(f"length={length} is too short for a passkey prompt (needs at least {len(ids)} tokens).")
-    key_pos = _n_tokens(tokenizer, "\n".join([TASK, " ".join([FILLER] * pre)]))
+    key_pos = len(head) + _n_tokens(tokenizer, "\n".join([TASK, " ".join([FILLER] * pre)]))
     return PasskeyPrompt(torch.tensor(ids, dtype=torch.long), key, depth, key_pos)
 
 

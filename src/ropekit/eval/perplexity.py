@@ -19,10 +19,21 @@ import torch
 from ropekit.eval.stats import block_bootstrap_ppl
 
 __all__ = [
-    "bucket_edges", "bucket_label", "overall_ppl", "perplexity_record", "summarize_perplexity", "token_losses"
+    "LOGIT_ELEMENTS", "bucket_edges", "bucket_label", "logit_chunk", "overall_ppl", "perplexity_record",
+    "summarize_perplexity", "token_losses",
 ]
 
 BLOCK = 256  # tokens per bootstrap block
+LOGIT_ELEMENTS = 1 << 26  # logits formed at once by token_losses (256 MB in fp32, plus as much for log-softmax)
+
+
+def logit_chunk(vocab_size: int) -> int:
+    """Positions per logits block for ``vocab_size``: at most 1024, and at most :data:`LOGIT_ELEMENTS` logits.
+
+    >>> logit_chunk(49152), logit_chunk(262144)
+    (1024, 256)
+    """
+    return max(1, min(1024, LOGIT_ELEMENTS // vocab_size))
 
 
 def bucket_edges(length: int, context: int) -> list[tuple[int, int]]:
@@ -50,15 +61,21 @@ def bucket_label(lo: int, hi: int) -> str:
 
 
 @torch.no_grad()
-def token_losses(model: Any, ids: torch.Tensor, *, chunk: int = 1024) -> torch.Tensor:
+def token_losses(model: Any, ids: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
     """Next-token losses (nats, float32) for targets ``1 .. n-1`` of ``ids`` ``(n,)`` in one forward.
 
     Logits are formed ``chunk`` positions at a time: a 16k window of a 49k vocabulary would need 3 GB.
+    ``None``: as many positions as keep one chunk's logits under :data:`LOGIT_ELEMENTS` (1024 for a 49k
+    vocabulary, 256 for Gemma's 262k, whose 1024-row chunk alone took 2 GB with its log-softmax).
     """
     device = next(model.parameters()).device
     x = ids.to(device).unsqueeze(0)
     hidden = model.base_model(input_ids=x, use_cache=False).last_hidden_state[0]
     head = model.get_output_embeddings()
+    if chunk is None:
+        chunk = logit_chunk(head.out_features if hasattr(head, "out_features") else model.config.vocab_size)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1 (positions per logits block) or None, got {chunk!r}.")
     out = torch.empty(ids.numel() - 1, dtype=torch.float32)
     for start in range(0, ids.numel() - 1, chunk):
         stop = min(start + chunk, ids.numel() - 1)

@@ -11,17 +11,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ropekit.core.scaling import FACTOR_METHODS, Scaling, scaling_from_factor
-from ropekit.core.validation import check_choice
+from ropekit.eval.memory import PeakMeter, check_memory
+from ropekit.eval.methods import DEFAULT_METHODS, LAYERED_DEFAULT_METHODS, METHODS, PatchSpec, parse_method
 
 __all__ = ["METHODS", "EvalPlan", "Prepared", "prepare", "run_plan", "summarize"]
-
-#: methods ``ropekit eval`` accepts; "none" is the model's own RoPE, "longrope" the model's own factors.
-METHODS = (*FACTOR_METHODS, "longrope")
 
 
 @dataclass
@@ -29,7 +26,9 @@ class EvalPlan:
     """What to evaluate. Lengths are in tokens; ``None`` means "derived from the trained context L"."""
 
     model: str = "smollm2-135m"
-    methods: tuple[str, ...] = ("none", "linear", "ntk", "dynamic", "yarn")
+    # method specs (ropekit.eval.methods grammar, e.g. "yarn", "linear@8:full_attention"); None: the default
+    # grid, DEFAULT_METHODS for a single-RoPE model, LAYERED_DEFAULT_METHODS for a per-layer-type one (Gemma 3)
+    methods: tuple[str, ...] | None = None
     factors: tuple[float, ...] = (2.0,)
     lengths: tuple[int, ...] | None = None  # perplexity window lengths; default (2L,)
     windows: int = 1  # windows per length
@@ -43,10 +42,10 @@ class EvalPlan:
 
     def validate(self) -> None:
         """Cheap checks that need neither the model nor the text."""
-        if not self.methods:
+        if self.methods is not None and not self.methods:
             raise ValueError("methods must name at least one method.")
-        for m in self.methods:
-            check_choice("method", m, METHODS)
+        for m in self.methods or ():
+            parse_method(m)
         if not self.factors:
             raise ValueError("factors must hold at least one factor.")
         for f in self.factors:
@@ -80,83 +79,42 @@ class Prepared:
     lengths: tuple[int, ...]
     passkey_lengths: tuple[int, ...]
     windows: dict[int, list[Any]]  # length -> token windows
-    scalings: dict[str, Scaling | None]  # cell label -> scaling (None = model's own RoPE)
+    scalings: dict[str, PatchSpec]  # cell label -> ropekit.patch spec (see ropekit.eval.methods)
     device: str
 
 
-def _available_bytes(device: Any) -> int | None:
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _check_memory(model: Any, n: int, device: Any) -> None:
-    """Refuse lengths whose forward pass cannot fit, before running it."""
-    cfg = model.config
-    hidden, layers = cfg.hidden_size, cfg.num_hidden_layers
-    heads, kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
-    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
-    inter = getattr(cfg, "intermediate_size", 4 * hidden)
-    b = 4  # fp32 activations
-    per_token = b * (8 * hidden + 3 * inter + 2 * layers * kv * head_dim + (heads + 2 * kv) * head_dim + 1024)
-    need = n * per_token
-    if getattr(cfg, "_attn_implementation", "sdpa") == "eager":
-        need += 2 * heads * n * n * b  # eager attention materialises the score matrix
-    avail = _available_bytes(device)
-    if avail is not None and need > 0.9 * avail:
-        raise ValueError(
-            f"length {n} needs about {need / 2**30:.1f} GiB for one forward pass but only "
-            f"{avail / 2**30:.1f} GiB is available on {device}; use shorter lengths."
-        )
-
-
-def _cell_scalings(plan: EvalPlan, own: Any, context: int) -> dict[str, Scaling | None]:
-    out: dict[str, Scaling | None] = {}
-    for m in plan.methods:
-        if m == "none":
-            out["none"] = own.scaling
-        elif m == "longrope":
-            if own.method != "longrope":
-                raise ValueError(
-                    "method 'longrope' needs the model's own LongRoPE short/long factors, but this model's RoPE is "
-                    f"{own.method!r}; pick one of {list(FACTOR_METHODS)}."
-                )
-            out["longrope"] = own.scaling
-        else:
-            for f in plan.factors:
-                out[f"{m}@{f:g}"] = scaling_from_factor(m, float(f), original_max_position_embeddings=context)
-    return out
+def _weights_bytes(directory: Path, config: Any) -> int:
+    """Bytes the fp32 parameters take once loaded: the weight files' size, x2 when stored in 16 bits."""
+    size = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in directory.glob(pattern))
+    stored = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32")
+    return size * (2 if stored.removeprefix("torch.") in ("bfloat16", "float16") else 1)
 
 
 def prepare(plan: EvalPlan) -> Prepared:
     """Validate everything, load the model and cut the text: all errors surface here, before long work."""
+    from ropekit.eval.methods import cell_scalings, model_rope
     from ropekit.eval.passkey import build_prompt
     from ropekit.eval.text import resolve_text, token_windows
-    from ropekit.models import load_model, pick_device, resolve_model, rope_config_of
+    from ropekit.models import hf_config_of, hf_directory, load_model, pick_device, resolve_model
 
     plan.validate()
     resolve_model(plan.model)  # unknown names / missing files fail before loading anything
     source = resolve_text(plan.text)
     device = pick_device(plan.device)
-    own = rope_config_of(plan.model)  # config only: method/model mismatches fail before loading weights
-    context = own.original_max_position_embeddings or own.max_position_embeddings
-    if context is None:
-        raise ValueError(f"model {plan.model!r} has no max_position_embeddings: cannot place the position buckets.")
-    scalings = _cell_scalings(plan, own, context)
+    config = hf_config_of(plan.model)  # config only: method/model mismatches fail before loading weights
+    rope = model_rope(config)
+    if plan.methods is None:
+        plan = replace(plan, methods=LAYERED_DEFAULT_METHODS if rope.layered else DEFAULT_METHODS)
+    scalings = cell_scalings(plan.methods, plan.factors, rope)
+    context = rope.context
     lengths = tuple(plan.lengths or (2 * context,))
     pk_lengths = tuple(plan.passkey_lengths or (context + context // 4,)) if plan.passkey_trials else ()
+    weights = _weights_bytes(hf_directory(resolve_model(plan.model)), config)
+    for n in sorted(set(lengths)):  # before loading the weights: a refusal costs nothing
+        check_memory(config, n, device, weights_bytes=weights)
+    for n in sorted(set(pk_lengths)):
+        check_memory(config, n, device, passkey=True, weights_bytes=weights)
     model, tok = load_model(plan.model, device=device)
-    for n in {*lengths, *pk_lengths}:
-        _check_memory(model, n, device)
     windows = {n: token_windows(tok, source, n, plan.windows) for n in lengths} if plan.windows else {}
     for n in pk_lengths:
         build_prompt(tok, n, plan.passkey_depths[0], 12345)  # raises if the length cannot hold a prompt
@@ -214,13 +172,15 @@ def run_plan(p: Prepared, *, progress: bool = True) -> Any:
     for key, label, spec in todo:
         bar.set_postfix_str(f"{label} {spec['kind']} {spec['length']}", refresh=True)
         t0 = time.perf_counter()
-        with patch(p.model, p.scalings[label]):
+        with PeakMeter(p.model.device) as meter, patch(p.model, p.scalings[label]):
             if spec["kind"] == "ppl":
                 rec = perplexity_record(token_losses(p.model, spec["window"].ids), p.context)
                 rec.update(sha=spec["window"].sha, doc=spec["window"].doc, start=spec["window"].start)
             else:
                 rec = passkey_trial(p.model, p.tokenizer, spec["length"], spec["depth"], spec["trial"])
         rec["seconds"] = round(time.perf_counter() - t0, 2)
+        if meter.peak is not None:  # process peak RSS on CPU (weights included), peak allocation on CUDA
+            rec["peak_gib"] = round(meter.peak / 2**30, 3)
         store.put(key, rec)
         bar.update(_cost(spec, p.context))
     bar.close()
@@ -239,6 +199,8 @@ def summarize(p: Prepared, store: Any) -> dict[str, Any]:
             continue
         m = methods.setdefault(label, {"ppl": {}, "passkey": {}, "seconds": 0.0})
         m["seconds"] += rec.get("seconds", 0.0)
+        if "peak_gib" in rec:
+            m["peak_gib"] = max(m.get("peak_gib", 0.0), rec["peak_gib"])
         if spec["kind"] == "ppl":
             m["ppl"].setdefault(str(spec["length"]), []).append(rec)
         else:

@@ -8,6 +8,9 @@ of text files can be used instead.
 
 Windows are non-overlapping and never cross a document boundary: the first window of every document that
 is long enough, then the second windows, and so on, so a few windows already span several documents.
+A tokenizer that starts every text with special tokens (Gemma's ``<bos>``) gets them at the start of every
+window too (the window then holds ``length - len(prefix)`` document tokens): Gemma without ``<bos>``
+scores about 6.2 instead of 4.6 perplexity on Python source even 500 tokens in, measured here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TextSource", "Window", "list_documents", "resolve_text", "token_windows"]
+__all__ = ["TextSource", "Window", "list_documents", "resolve_text", "special_prefix", "token_windows"]
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 _TEXT_SUFFIXES = {".txt", ".py", ".md", ".rst", ".tex", ".c", ".h"}
@@ -85,6 +88,19 @@ def list_documents(source: TextSource, min_chars: int = 0) -> list[Path]:
     return [f for f in source.files if f.stat().st_size >= min_chars]
 
 
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The special tokens the tokenizer puts before every text (``[bos]`` for Gemma, ``[]`` for SmolLM2).
+
+    Found by comparing an encoding with and without special tokens, so it follows the tokenizer's own setting.
+    """
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return list(full[:i])
+    return []
+
+
 def token_windows(tokenizer: Any, source: TextSource, length: int, n_windows: int) -> list[Window]:
     """``n_windows`` non-overlapping windows of ``length`` tokens (see module doc for the order).
 
@@ -95,12 +111,16 @@ def token_windows(tokenizer: Any, source: TextSource, length: int, n_windows: in
     if n_windows < 1:
         raise ValueError(f"n_windows must be >= 1, got {n_windows}.")
     # ~2 bytes/token is a safe lower bound for code and prose, so shorter files cannot hold a window.
+    prefix = torch.tensor(special_prefix(tokenizer), dtype=torch.long)
+    body = length - prefix.numel()  # document tokens per window
+    if body < 1:
+        raise ValueError(f"length={length} leaves no room for text after the {prefix.numel()} special prefix tokens.")
     candidates = list_documents(source, min_chars=2 * length) or list(source.files)
     per_doc: list[tuple[str, torch.Tensor]] = []
     for f in candidates:
         text = f.read_text(encoding="utf-8", errors="replace")
         ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
-        if ids.numel() >= length:
+        if ids.numel() >= body:
             per_doc.append((f.relative_to(source.root).as_posix(), ids))
         # the first windows only need enough documents; later rounds use the same documents again
         if len(per_doc) >= n_windows:
@@ -110,9 +130,9 @@ def token_windows(tokenizer: Any, source: TextSource, length: int, n_windows: in
     while len(windows) < n_windows:
         added = False
         for doc, ids in per_doc:
-            start = round_ * length
-            if start + length <= ids.numel() and len(windows) < n_windows:
-                windows.append(Window(doc, start, ids[start : start + length].clone()))
+            start = round_ * body
+            if start + body <= ids.numel() and len(windows) < n_windows:
+                windows.append(Window(doc, start, torch.cat([prefix, ids[start : start + body]])))
                 added = True
         if not added:
             break

@@ -15,16 +15,28 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import default_inv_freq, yarn_mscale
-from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
+from ropekit.core.scaling import NTK, Linear, Llama3, LongRoPE, Scaling, YaRN
 from ropekit.core.validation import check_choice, suggest
+from ropekit.interop.fields import MAX_INT, folded_ntk_base, integer, number, refuse, scaling_of
+from ropekit.interop.gguf_check import check_gguf_file
 
-__all__ = ["GGUF_ARCH_LAYOUT", "from_gguf", "gguf_metadata", "to_gguf_metadata", "to_gguf_tensors", "write_gguf_rope"]
+__all__ = [
+    "GGUF_ARCH_LAYOUT",
+    "GGUFFields",
+    "from_gguf",
+    "from_gguf_metadata",
+    "gguf_metadata",
+    "to_gguf_metadata",
+    "to_gguf_tensors",
+    "write_gguf_rope",
+]
 
 _NORM = (
     "llama", "llama4", "deci", "mistral3", "baichuan", "starcoder", "internlm2", "minicpm", "xverse", "command-r",
@@ -42,6 +54,8 @@ GGUF_ARCH_LAYOUT: dict[str, str] = {**{a: "interleaved" for a in _NORM}, **{a: "
 
 # the DeepSeek converters store 0.1 * mscale_all_dim in yarn_log_multiplier (llama.cpp TAG_DEEPSEEK2_YARN_LOG_MUL_FIX)
 _LOG_MUL_UNIT = 0.1
+# static NTK folded into freq_base: the alpha and the base before folding, under keys llama.cpp ignores
+_NTK_ALPHA, _NTK_BASE = "rope.ropekit.folded_ntk_alpha", "rope.ropekit.unfolded_freq_base"
 
 
 def _arch_layout(arch: str, layout: str | None) -> str:
@@ -59,8 +73,9 @@ def _arch_layout(arch: str, layout: str | None) -> str:
 def gguf_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Scalar/string GGUF key-value pairs and the RoPE tensors (float64) of the file at ``path``.
 
-    Parsing a GGUF with ``gguf.GGUFReader`` walks the whole vocabulary (seconds), so the small result is
-    memoised per (path, size, mtime).
+    The file's structure is checked first (:func:`ropekit.interop.gguf_check.check_gguf_file`), so a truncated
+    or corrupt file raises ``ValueError`` quickly instead of misleading ``gguf.GGUFReader``. Parsing with
+    ``GGUFReader`` walks the whole vocabulary (seconds), so the small result is memoised per (path, size, mtime).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file not found: {path}")
@@ -74,12 +89,17 @@ def gguf_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
 
 
 _CACHE: dict[tuple[str, int, int], tuple[dict[str, Any], dict[str, torch.Tensor]]] = {}
+_ROPE_TENSORS = ("rope_freqs", "rope_factors_long", "rope_factors_short")
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     import gguf
 
-    reader = gguf.GGUFReader(path)
+    check_gguf_file(path)
+    try:
+        reader = gguf.GGUFReader(path)
+    except (KeyError, IndexError, TypeError, OverflowError, ValueError) as e:  # the check above should catch these
+        raise ValueError(f"{path}: gguf.GGUFReader cannot parse this file: {e}") from None
     kv: dict[str, Any] = {}
     for key, field in reader.fields.items():
         if key.startswith("tokenizer.") or not field.types:
@@ -87,13 +107,36 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch
         if field.types[0] == gguf.GGUFValueType.ARRAY and len(field.data) > 64:
             continue  # long arrays (vocabularies) are never RoPE metadata
         kv[key] = field.contents()
-    names = ("rope_freqs", "rope_factors_long", "rope_factors_short")
     tensors = {}
+    floats = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F64)
     for t in reader.tensors:
         base = t.name.removesuffix(".weight")
-        if base in names:
+        if base in _ROPE_TENSORS:
+            if t.tensor_type not in floats:
+                raise ValueError(f"{path}: RoPE tensor {t.name} has type {t.tensor_type.name}; llama.cpp needs F32.")
             tensors[base] = torch.tensor(t.data.astype("float64").reshape(-1))
     return kv, tensors
+
+
+class GGUFFields(NamedTuple):
+    """What a GGUF method reader sees: the metadata, the RoPE tensors and the values every method shares."""
+
+    kv: Mapping[str, Any]  # the file's key-value pairs
+    tensors: Mapping[str, torch.Tensor]  # rope_freqs / rope_factors_long / rope_factors_short, float64
+    pre: str  # "{arch}." prefix of the architecture's keys
+    rotary_dim: int  # rope.dimension_count (or head_dim)
+    base: float  # rope.freq_base
+    ctx: int | None  # context_length
+
+
+def _opt(m: GGUFFields, key: str) -> float | None:
+    v = m.kv.get(m.pre + key)
+    return None if v is None else number(m.pre + key, v)
+
+
+def _opt_int(m: GGUFFields, key: str) -> int | None:
+    v = m.kv.get(m.pre + key)
+    return integer(m.pre + key, v) if v else None  # 0 means "not set" in llama.cpp
 
 
 def _fit_llama3(divisors: torch.Tensor, inv: torch.Tensor, L0_hint: int | None) -> Llama3 | None:
@@ -102,14 +145,22 @@ def _fit_llama3(divisors: torch.Tensor, inv: torch.Tensor, L0_hint: int | None) 
     if s <= 1:
         return None
     medium = (divisors > 1 + 1e-6) & (divisors < s * (1 - 1e-6))
-    if int(medium.sum()) < 2:
-        return None
     # medium band: 1/div = (1 - sm)/s + sm with sm = A/lambda - B, linear in 1/lambda = inv / (2 pi)
     sm = (1 / divisors[medium] - 1 / s) / (1 - 1 / s)
     x = inv[medium] / (2 * math.pi)
+    if int(medium.sum()) == 1 and L0_hint is not None:  # narrow rotary dims: one point, so assume low = 1
+        high = 1 + (L0_hint * float(x[0]) - 1) / float(sm[0])
+        if not math.isfinite(high):
+            return None
+        try:
+            return Llama3(factor=round(s, 6), original_max_position_embeddings=L0_hint, high_freq_factor=round(high, 6))
+        except (ValueError, TypeError):
+            return None
+    if int(medium.sum()) < 2:
+        return None
     A = float(((x - x.mean()) * (sm - sm.mean())).sum() / ((x - x.mean()) ** 2).sum())
     B = float(A * x.mean() - sm.mean())
-    if A <= 0 or B <= 0:
+    if not (math.isfinite(A) and math.isfinite(B)) or A <= 0 or B <= 0:
         return None
     if L0_hint is not None:
         L0 = L0_hint
@@ -118,111 +169,232 @@ def _fit_llama3(divisors: torch.Tensor, inv: torch.Tensor, L0_hint: int | None) 
     else:  # Llama 3.x all use low_freq_factor = 1; the scale of (L0, low, high) is otherwise not identifiable
         low = 1.0
         span = low / B
+        if not A * span < MAX_INT:
+            return None
         L0 = round(A * span)
     try:
         fit = Llama3(factor=round(s, 6), original_max_position_embeddings=int(L0), low_freq_factor=round(low, 6),
                      high_freq_factor=round(low + span, 6))
-    except ValueError:
+    except (ValueError, TypeError):
         return None
     return fit
 
 
-def _scaling_from_kv(kv: dict[str, Any], tensors: dict[str, torch.Tensor], pre: str, rd: int, base: float,
-                     ctx: int | None) -> Scaling | None:
-    stype = kv.get(f"{pre}rope.scaling.type")
-    factor = kv.get(f"{pre}rope.scaling.factor")
-    if stype is None and kv.get(f"{pre}rope.scale_linear") is not None:  # pre-2023 key
-        stype, factor = "linear", kv[f"{pre}rope.scale_linear"]
-    L0 = kv.get(f"{pre}rope.scaling.original_context_length") or ctx
-    if "rope_freqs" in tensors and stype in (None, "none"):
-        div = tensors["rope_freqs"]
-        if div.numel() != rd // 2:
-            raise ValueError(f"rope_freqs has {div.numel()} entries, expected rotary_dim // 2 = {rd // 2}.")
-        fit = _fit_llama3(div, default_inv_freq(rd, base), kv.get(f"{pre}rope.scaling.original_context_length"))
-        if fit is not None:
-            got = default_inv_freq(rd, base) / div
-            want = RopeConfig(head_dim=rd, base=base, scaling=fit).inv_freq()
-            if torch.allclose(got, want, rtol=1e-5, atol=0):
-                return fit
-        # arbitrary per-pair divisors: LongRoPE with identical short/long factors and no attention factor
-        return LongRoPE(short_factor=div.tolist(), long_factor=div.tolist(), original_max_position_embeddings=L0 or 1,
-                        attention_factor=1.0)
-    if stype in (None, "none"):
-        return None
-    if stype == "linear":
-        return None if float(factor) == 1.0 else Linear(factor=float(factor))
-    if stype == "longrope":
-        if "rope_factors_long" not in tensors or "rope_factors_short" not in tensors:
-            raise ValueError("GGUF rope.scaling.type 'longrope' needs the rope_factors_long/short tensors.")
-        attn = kv.get(f"{pre}rope.scaling.attn_factor")
-        lr_factor = None if ctx is None else ctx / int(L0)
-        if attn is not None and lr_factor is not None:
-            default = 1.0 if lr_factor <= 1 else math.sqrt(1 + math.log(lr_factor) / math.log(int(L0)))
-            attn = None if math.isclose(float(attn), default, rel_tol=1e-6) else attn  # f32-stored default
-        return LongRoPE(short_factor=tensors["rope_factors_short"].tolist(),
-                        long_factor=tensors["rope_factors_long"].tolist(),
-                        original_max_position_embeddings=int(L0),
-                        factor=lr_factor,
-                        attention_factor=None if attn is None else float(attn))
-    if stype != "yarn":
-        raise ValueError(f"unknown GGUF rope.scaling.type {stype!r}; ropekit reads none, linear, yarn, longrope.")
+# -- readers, one per method: fields -> (the base freq_base stands for, scaling) --------------------------
+def _read_default(m: GGUFFields) -> tuple[float, Scaling | None]:
+    return m.base, None
+
+
+def _read_linear(m: GGUFFields) -> tuple[float, Scaling | None]:
+    factor = _opt(m, "rope.scaling.factor")
+    if factor is None:
+        factor = _opt(m, "rope.scale_linear")  # pre-2023 key
+    if factor is None:
+        raise ValueError(f"GGUF rope.scaling.type 'linear' needs {m.pre}rope.scaling.factor.")
+    return m.base, None if factor == 1.0 else Linear(factor=factor)
+
+
+def _read_ntk(m: GGUFFields) -> tuple[float, Scaling | None]:
+    alpha = number(m.pre + _NTK_ALPHA, m.kv[m.pre + _NTK_ALPHA])
+    base = _opt(m, _NTK_BASE)
+    if base is None:
+        raise ValueError(f"GGUF {m.pre}{_NTK_ALPHA} needs {m.pre}{_NTK_BASE} (the base before folding).")
+    cfg = RopeConfig(head_dim=m.rotary_dim, base=base, scaling=NTK(alpha=alpha))
+    folded = folded_ntk_base(cfg, "gguf")
+    if not math.isclose(folded, m.base, rel_tol=1e-6):  # float32 storage
+        raise ValueError(f"GGUF {m.pre}rope.freq_base={m.base} is not ropekit's fold of {m.pre}{_NTK_BASE}={base} and "
+                         f"{m.pre}{_NTK_ALPHA}={alpha} ({folded}): the file was edited after ropekit wrote it; drop "
+                         "the ropekit keys or make them agree.")
+    return base, cfg.scaling
+
+
+def _read_llama3(m: GGUFFields) -> tuple[float, Scaling | None]:
+    div = m.tensors["rope_freqs"]
+    rd = m.rotary_dim
+    if div.numel() != rd // 2:
+        raise ValueError(f"rope_freqs has {div.numel()} entries, expected rotary_dim // 2 = {rd // 2}.")
+    if not bool(torch.isfinite(div).all()) or not bool((div > 0).all()):
+        raise ValueError("rope_freqs must hold finite divisors > 0.")
+    RopeConfig(head_dim=rd, base=m.base)  # rotary_dim and base are sound before any arithmetic on them
+    theta = default_inv_freq(rd, m.base)
+    fit = _fit_llama3(div, theta, _opt_int(m, "rope.scaling.original_context_length"))
+    if fit is not None:
+        want = RopeConfig(head_dim=rd, base=m.base, scaling=fit).inv_freq()
+        if torch.allclose(theta / div, want, rtol=1e-5, atol=0):
+            return m.base, fit
+    # arbitrary per-pair divisors: LongRoPE with identical short/long factors and no attention factor
+    L0 = _opt_int(m, "rope.scaling.original_context_length") or m.ctx or 1
+    return m.base, LongRoPE(short_factor=div.tolist(), long_factor=div.tolist(), original_max_position_embeddings=L0,
+                            attention_factor=1.0)
+
+
+def _read_longrope(m: GGUFFields) -> tuple[float, Scaling | None]:
+    if "rope_factors_long" not in m.tensors or "rope_factors_short" not in m.tensors:
+        raise ValueError("GGUF rope.scaling.type 'longrope' needs the rope_factors_long/short tensors.")
+    L0 = _opt_int(m, "rope.scaling.original_context_length") or m.ctx
+    if L0 is None:
+        raise ValueError("GGUF LongRoPE needs rope.scaling.original_context_length (or context_length).")
+    attn = _opt(m, "rope.scaling.attn_factor")
+    lr_factor = None if m.ctx is None else m.ctx / L0
+    if attn is not None and lr_factor is not None and L0 > 1:
+        default = 1.0 if lr_factor <= 1 else math.sqrt(1 + math.log(lr_factor) / math.log(L0))
+        attn = None if math.isclose(attn, default, rel_tol=1e-6) else attn  # f32-stored default
+    return m.base, LongRoPE(short_factor=m.tensors["rope_factors_short"].tolist(),
+                            long_factor=m.tensors["rope_factors_long"].tolist(),
+                            original_max_position_embeddings=L0, factor=lr_factor, attention_factor=attn)
+
+
+def _read_yarn(m: GGUFFields) -> tuple[float, Scaling | None]:
+    L0 = _opt_int(m, "rope.scaling.original_context_length") or m.ctx
     if L0 is None:
         raise ValueError("GGUF YaRN needs rope.scaling.original_context_length (or context_length).")
-    ext = kv.get(f"{pre}rope.scaling.yarn_ext_factor")
-    if ext is not None and float(ext) not in (-1.0, 1.0):
+    ext = _opt(m, "rope.scaling.yarn_ext_factor")
+    if ext is not None and ext not in (-1.0, 1.0):
         raise ValueError(f"yarn_ext_factor={ext} blends YaRN's ramp partially; ropekit's YaRN needs ext_factor 1.")
-    log_mul = kv.get(f"{pre}rope.scaling.yarn_log_multiplier")
-    attn = kv.get(f"{pre}rope.scaling.yarn_attn_factor")
+    s = _opt(m, "rope.scaling.factor")
+    if s is None:
+        raise ValueError(f"GGUF YaRN needs {m.pre}rope.scaling.factor.")
+    common: dict[str, Any] = {"factor": s, "original_max_position_embeddings": L0,
+                              "beta_fast": _opt(m, "rope.scaling.yarn_beta_fast") or 32.0,
+                              "beta_slow": _opt(m, "rope.scaling.yarn_beta_slow") or 1.0}
+    log_mul = _opt(m, "rope.scaling.yarn_log_multiplier")
+    attn = _opt(m, "rope.scaling.yarn_attn_factor")
     mscale = mscale_all = None
-    s = float(factor)
     if log_mul:
-        mscale, mscale_all = 1.0, round(float(log_mul) / _LOG_MUL_UNIT, 6)
-        if attn is not None and math.isclose(float(attn), yarn_mscale(s) / yarn_mscale(s, mscale_all), rel_tol=1e-6):
+        mscale, mscale_all = 1.0, round(log_mul / _LOG_MUL_UNIT, 6)
+        YaRN(**common, mscale=mscale, mscale_all_dim=mscale_all)  # mscale_all >= 0 before dividing by g(s, it)
+        if attn is not None and math.isclose(attn, yarn_mscale(s) / yarn_mscale(s, mscale_all), rel_tol=1e-6):
             attn = None  # the ratio form already says it
-    return YaRN(factor=s, original_max_position_embeddings=int(L0),
-                beta_fast=float(kv.get(f"{pre}rope.scaling.yarn_beta_fast") or 32.0),
-                beta_slow=float(kv.get(f"{pre}rope.scaling.yarn_beta_slow") or 1.0),
-                mscale=mscale, mscale_all_dim=mscale_all, attention_factor=None if attn is None else float(attn))
+    return m.base, YaRN(**common, mscale=mscale, mscale_all_dim=mscale_all, attention_factor=attn)
+
+
+def _method(m: GGUFFields) -> str:
+    """The ropekit method a GGUF's keys and tensors describe."""
+    if m.pre + _NTK_ALPHA in m.kv:
+        return "ntk"
+    stype = m.kv.get(f"{m.pre}rope.scaling.type")
+    if stype is None and m.kv.get(f"{m.pre}rope.scale_linear") is not None:
+        stype = "linear"
+    if stype in (None, "none"):
+        return "llama3" if "rope_freqs" in m.tensors else "default"
+    if stype not in ("linear", "yarn", "longrope"):
+        raise ValueError(f"unknown GGUF rope.scaling.type {stype!r}; ropekit reads none, linear, yarn, longrope.")
+    return str(stype)
+
+
+def from_gguf_metadata(kv: Mapping[str, Any], tensors: Mapping[str, torch.Tensor] | None = None, *,
+                       layout: str | None = None) -> RopeConfig:
+    """``RopeConfig`` from GGUF key-value pairs and RoPE tensors (what :func:`gguf_metadata` returns, or what
+    :func:`to_gguf_metadata` / :func:`to_gguf_tensors` write); ``layout`` as in :func:`from_gguf`.
+
+    >>> import ropekit
+    >>> cfg = ropekit.RopeConfig(head_dim=64, base=1e6, max_position_embeddings=131072,
+    ...     scaling=ropekit.YaRN(factor=4.0, original_max_position_embeddings=32768))
+    >>> kv = {"general.architecture": "qwen2", "qwen2.attention.key_length": 64, **to_gguf_metadata(cfg, "qwen2")}
+    >>> from_gguf_metadata(kv) == cfg
+    True
+    """
+    from ropekit.interop.dialects import reader  # here: dialects.py imports this module's readers and writers
+
+    if not isinstance(kv, Mapping):
+        raise TypeError(f"kv must be a dict of GGUF metadata, got {type(kv).__name__}.")
+    tensors = {} if tensors is None else dict(tensors)
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"GGUF tensor {name!r} must be a torch.Tensor, got {type(t).__name__}.")
+        tensors[name] = t.double().reshape(-1)
+    arch = kv.get("general.architecture")
+    if not arch or not isinstance(arch, str):
+        raise ValueError(f"not a model GGUF: general.architecture is {arch!r}, not an architecture name.")
+    pre = f"{arch}."
+    n_head = kv.get(f"{pre}attention.head_count")
+    if isinstance(n_head, list):  # per-layer head counts
+        n_head = max((integer(f"{pre}attention.head_count", h, minimum=0) for h in n_head), default=0)
+    head_dim = kv.get(f"{pre}attention.key_length")
+    if head_dim is None:
+        if not n_head or f"{pre}embedding_length" not in kv:
+            raise ValueError("cannot infer head_dim (no attention.key_length or embedding_length/head_count).")
+        head_dim = integer(f"{pre}embedding_length", kv[f"{pre}embedding_length"]) // integer(
+            f"{pre}attention.head_count", n_head)
+    head_dim = integer(f"{pre}attention.key_length", head_dim)
+    rd = kv.get(f"{pre}rope.dimension_count")
+    rd = integer(f"{pre}rope.dimension_count", rd) if rd else head_dim
+    ctx = kv.get(f"{pre}context_length")
+    ctx = None if ctx is None else integer(f"{pre}context_length", ctx)
+    m = GGUFFields(kv=kv, tensors=tensors, pre=pre, rotary_dim=rd,
+                   base=number(f"{pre}rope.freq_base", kv.get(f"{pre}rope.freq_base", 10000.0)), ctx=ctx)
+    base, scaling = reader(_method(m), "gguf")(m)
+    return RopeConfig(head_dim=head_dim, base=base, layout=_arch_layout(arch, layout), rotary_dim=rd,  # type: ignore[arg-type]
+                      max_position_embeddings=ctx, scaling=scaling)
 
 
 def from_gguf(path: str | os.PathLike[str], *, layout: str | None = None) -> RopeConfig:
     """``RopeConfig`` of a GGUF model file, describing the GGUF's own q/k weights (see the module doc).
 
     ``layout`` overrides the architecture's llama.cpp rope mode (needed for architectures ropekit does not
-    list in :data:`GGUF_ARCH_LAYOUT`).
+    list in :data:`GGUF_ARCH_LAYOUT`). A malformed file raises ``ValueError``.
     """
     kv, tensors = gguf_metadata(path)
-    arch = kv.get("general.architecture")
-    if not arch:
-        raise ValueError(f"{path}: not a model GGUF (no general.architecture key).")
-    pre = f"{arch}."
-    n_head = kv.get(f"{pre}attention.head_count")
-    if isinstance(n_head, list):  # per-layer head counts
-        n_head = max(n_head)
-    head_dim = kv.get(f"{pre}attention.key_length")
-    if head_dim is None:
-        if not n_head or f"{pre}embedding_length" not in kv:
-            raise ValueError(f"{path}: cannot infer head_dim (no attention.key_length or embedding_length/head_count).")
-        head_dim = int(kv[f"{pre}embedding_length"]) // int(n_head)
-    head_dim = int(head_dim)
-    rd = int(kv.get(f"{pre}rope.dimension_count") or head_dim)
-    base = float(kv.get(f"{pre}rope.freq_base", 10000.0))
-    ctx = kv.get(f"{pre}context_length")
-    ctx = None if ctx is None else int(ctx)
-    scaling = _scaling_from_kv(kv, tensors, pre, rd, base, ctx)
-    return RopeConfig(head_dim=head_dim, base=base, layout=_arch_layout(arch, layout), rotary_dim=rd,
-                      max_position_embeddings=ctx, scaling=scaling)
+    try:
+        return from_gguf_metadata(kv, tensors, layout=layout)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
-def _check_expressible(cfg: RopeConfig, arch: str) -> None:
-    sc = cfg.scaling
-    if isinstance(sc, (NTK, DynamicNTK, Proportional)):
-        raise ValueError(
-            f"GGUF/llama.cpp cannot express {type(sc).__name__} scaling (no key for it); for static NTK fold the "
-            "base (cfg.replace(base=..., scaling=None))."
-        )
-    if isinstance(sc, YaRN) and not sc.truncate:
-        raise ValueError("llama.cpp always floors/ceils the YaRN correction range; truncate=False cannot be expressed.")
+# -- writers, one per method: cfg -> (keys relative to "{arch}.", tensors) --------------------------------
+GGUFWritten = tuple[dict[str, Any], dict[str, torch.Tensor]]
+
+
+def _write_default(cfg: RopeConfig) -> GGUFWritten:
+    return {}, {}
+
+
+def _write_linear(cfg: RopeConfig) -> GGUFWritten:
+    return {"rope.scaling.type": "linear", "rope.scaling.factor": scaling_of(cfg, Linear).factor}, {}
+
+
+def _write_ntk(cfg: RopeConfig) -> GGUFWritten:
+    # llama.cpp has no NTK key but reads freq_base: the folded base is exact; the ropekit keys say what it was
+    return {"rope.freq_base": folded_ntk_base(cfg, "gguf"), _NTK_ALPHA: scaling_of(cfg, NTK).alpha,
+            _NTK_BASE: cfg.base}, {}
+
+
+def _write_llama3(cfg: RopeConfig) -> GGUFWritten:
+    sc = scaling_of(cfg, Llama3)
+    div = default_inv_freq(cfg.rotary_dim, cfg.base) / cfg.inv_freq()  # type: ignore[arg-type]
+    return {"rope.scaling.original_context_length": sc.original_max_position_embeddings}, {
+        "rope_freqs": div.to(torch.float32)}
+
+
+def _write_longrope(cfg: RopeConfig) -> GGUFWritten:
+    sc = scaling_of(cfg, LongRoPE)
+    keys = {"rope.scaling.type": "longrope", "rope.scaling.attn_factor": cfg.attention_factor,
+            "rope.scaling.original_context_length": sc.original_max_position_embeddings}
+    return (keys,
+            {"rope_factors_long": torch.tensor(sc.long_factor, dtype=torch.float32),
+             "rope_factors_short": torch.tensor(sc.short_factor, dtype=torch.float32)})
+
+
+def _write_yarn(cfg: RopeConfig) -> GGUFWritten:
+    sc = scaling_of(cfg, YaRN)
+    if not sc.truncate:
+        raise refuse("yarn", "gguf", "llama.cpp always floors/ceils the YaRN correction range; truncate=False "
+                     "cannot be expressed.")
+    out: dict[str, Any] = {"rope.scaling.type": "yarn", "rope.scaling.factor": sc.factor,
+                           "rope.scaling.original_context_length": sc.original_max_position_embeddings,
+                           "rope.scaling.yarn_beta_fast": sc.beta_fast, "rope.scaling.yarn_beta_slow": sc.beta_slow}
+    if sc.mscale and sc.mscale_all_dim:
+        if sc.mscale != 1.0:
+            raise refuse("yarn", "gguf", f"GGUF's yarn_log_multiplier assumes mscale == 1 (DeepSeek); got "
+                         f"mscale={sc.mscale}.")
+        out["rope.scaling.yarn_log_multiplier"] = _LOG_MUL_UNIT * sc.mscale_all_dim
+    if not math.isclose(cfg.attention_factor, yarn_mscale(sc.factor), rel_tol=1e-12):
+        # the converter's convention: the full attention factor (llama.cpp cancels its implicit mscale)
+        out["rope.scaling.yarn_attn_factor"] = cfg.attention_factor
+    return out, {}
+
+
+def _check_layout(cfg: RopeConfig, arch: str) -> None:
     want = GGUF_ARCH_LAYOUT.get(arch)
     if want is not None and want != cfg.layout:
         raise ValueError(
@@ -235,7 +407,9 @@ def to_gguf_metadata(cfg: RopeConfig, arch: str) -> dict[str, Any]:
     """GGUF key -> value for ``cfg`` (``{arch}.rope.*``, plus ``{arch}.context_length`` when known).
 
     Tensors (llama3 divisors, LongRoPE factors) come from :func:`to_gguf_tensors`; :func:`write_gguf_rope`
-    adds both to a ``gguf.GGUFWriter``. Raises when llama.cpp cannot express ``cfg``.
+    adds both to a ``gguf.GGUFWriter``. Raises when llama.cpp cannot express ``cfg``. Static NTK is written as
+    its folded ``rope.freq_base`` plus two ``{arch}.rope.ropekit.*`` keys that llama.cpp ignores and
+    :func:`from_gguf` reads back.
 
     >>> import ropekit
     >>> cfg = ropekit.RopeConfig(head_dim=64, base=1e6, layout="half", max_position_embeddings=131072,
@@ -243,42 +417,25 @@ def to_gguf_metadata(cfg: RopeConfig, arch: str) -> dict[str, Any]:
     >>> to_gguf_metadata(cfg, "qwen2")["qwen2.rope.scaling.type"]
     'yarn'
     """
+    from ropekit.interop.dialects import writer  # here: dialects.py imports this module's readers and writers
+
     if not isinstance(arch, str) or not arch:
         raise ValueError(f"arch must be a non-empty GGUF architecture name, got {arch!r}.")
-    _check_expressible(cfg, arch)
-    p = f"{arch}.rope."
-    out: dict[str, Any] = {f"{p}freq_base": cfg.base, f"{p}dimension_count": cfg.rotary_dim}
+    if not isinstance(cfg, RopeConfig):
+        raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+    keys, _ = writer(cfg.method, "gguf")(cfg)
+    _check_layout(cfg, arch)
+    out: dict[str, Any] = {f"{arch}.rope.freq_base": cfg.base, f"{arch}.rope.dimension_count": cfg.rotary_dim}
     if cfg.max_position_embeddings is not None:
         out[f"{arch}.context_length"] = cfg.max_position_embeddings
-    sc = cfg.scaling
-    if isinstance(sc, Linear):
-        out[f"{p}scaling.type"] = "linear"
-        out[f"{p}scaling.factor"] = sc.factor
-    elif isinstance(sc, Llama3):
-        out[f"{p}scaling.original_context_length"] = sc.original_max_position_embeddings
-    elif isinstance(sc, LongRoPE):
-        out[f"{p}scaling.type"] = "longrope"
-        out[f"{p}scaling.original_context_length"] = sc.original_max_position_embeddings
-        out[f"{p}scaling.attn_factor"] = cfg.attention_factor
-    elif isinstance(sc, YaRN):
-        out[f"{p}scaling.type"] = "yarn"
-        out[f"{p}scaling.factor"] = sc.factor
-        out[f"{p}scaling.original_context_length"] = sc.original_max_position_embeddings
-        out[f"{p}scaling.yarn_beta_fast"] = sc.beta_fast
-        out[f"{p}scaling.yarn_beta_slow"] = sc.beta_slow
-        if sc.mscale and sc.mscale_all_dim:
-            if sc.mscale != 1.0:
-                raise ValueError(f"GGUF's yarn_log_multiplier assumes mscale == 1 (DeepSeek); got mscale={sc.mscale}.")
-            out[f"{p}scaling.yarn_log_multiplier"] = _LOG_MUL_UNIT * sc.mscale_all_dim
-        if not math.isclose(cfg.attention_factor, yarn_mscale(sc.factor), rel_tol=1e-12):
-            # the converter's convention: the full attention factor (llama.cpp cancels its implicit mscale)
-            out[f"{p}scaling.yarn_attn_factor"] = cfg.attention_factor
+    out.update({f"{arch}.{k}": v for k, v in keys.items()})
     return out
 
 
 def to_gguf_tensors(cfg: RopeConfig) -> dict[str, torch.Tensor]:
     """Float32 RoPE tensors llama.cpp reads: ``rope_freqs`` (llama3 per-pair divisors) or
-    ``rope_factors_long`` / ``rope_factors_short`` (LongRoPE), each ``(rotary_dim // 2,)``.
+    ``rope_factors_long`` / ``rope_factors_short`` (LongRoPE), each ``(rotary_dim // 2,)``. Raises, like
+    :func:`to_gguf_metadata`, for a config GGUF cannot express.
 
     >>> import ropekit
     >>> cfg = ropekit.RopeConfig(head_dim=128, base=5e5,
@@ -287,14 +444,9 @@ def to_gguf_tensors(cfg: RopeConfig) -> dict[str, torch.Tensor]:
     >>> div[0].item(), div[-1].item()        # high frequencies kept, low ones divided by the factor
     (1.0, 8.0)
     """
-    sc = cfg.scaling
-    if isinstance(sc, Llama3):
-        div = default_inv_freq(cfg.rotary_dim, cfg.base) / cfg.inv_freq()  # type: ignore[arg-type]
-        return {"rope_freqs": div.to(torch.float32)}
-    if isinstance(sc, LongRoPE):
-        return {"rope_factors_long": torch.tensor(sc.long_factor, dtype=torch.float32),
-                "rope_factors_short": torch.tensor(sc.short_factor, dtype=torch.float32)}
-    return {}
+    from ropekit.interop.dialects import writer  # here: dialects.py imports this module's readers and writers
+
+    return writer(cfg.method, "gguf")(cfg)[1]
 
 
 def write_gguf_rope(writer: Any, cfg: RopeConfig) -> None:

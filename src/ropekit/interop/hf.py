@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
+from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, YaRN
 from ropekit.core.validation import suggest
+from ropekit.interop.fields import boolean, integer, number, refuse, require, scaling_of
 
 __all__ = [
     "HF_ROPE_TYPES",
@@ -53,7 +54,10 @@ def rope_dict(d: Mapping[str, Any], layer_type: str | None = None) -> dict[str, 
     nested = [k for k, v in params.items() if isinstance(v, Mapping)]
     if nested:
         if layer_type is None:
-            raise ValueError(f"this config has per-layer-type RoPE parameters; pass layer_type= one of {nested}.")
+            raise ValueError(
+                f"this config has per-layer-type RoPE parameters {nested}: read the whole model with "
+                "ropekit.RopePlan.from_hf(config), or one type with layer_type=."
+            )
         if layer_type not in nested:
             raise ValueError(f"layer_type={layer_type!r} is not one of {nested}." + suggest(layer_type, nested))
         return dict(params[layer_type])
@@ -63,17 +67,17 @@ def rope_dict(d: Mapping[str, Any], layer_type: str | None = None) -> dict[str, 
 
 
 def _head_dim(d: Mapping[str, Any]) -> int:
-    hd = d.get("head_dim")
-    if hd:
-        return int(hd)
-    try:
-        return int(d["hidden_size"]) // int(d["num_attention_heads"])
-    except KeyError:
-        raise ValueError("HF config has neither head_dim nor hidden_size/num_attention_heads.") from None
+    if d.get("head_dim"):
+        return integer("head_dim", d["head_dim"])
+    if d.get("hidden_size") is None or d.get("num_attention_heads") is None:
+        raise ValueError("HF config has neither head_dim nor hidden_size/num_attention_heads.")
+    return integer("hidden_size", d["hidden_size"]) // integer("num_attention_heads", d["num_attention_heads"])
 
 
 def _rope_type(p: Mapping[str, Any]) -> str:
     rt = p.get("rope_type", p.get("type", "default")) or "default"
+    if not isinstance(rt, str):
+        raise TypeError(f"HF rope_type must be a string, got {type(rt).__name__} {rt!r}.")
     rt = _ALIASES.get(rt, rt)
     if rt not in HF_ROPE_TYPES:
         known = list(HF_ROPE_TYPES)
@@ -81,61 +85,104 @@ def _rope_type(p: Mapping[str, Any]) -> str:
     return rt
 
 
-def _require(p: Mapping[str, Any], key: str, rope_type: str) -> Any:
-    if p.get(key) is None:
-        raise ValueError(f"HF rope_type {rope_type!r} needs the key {key!r} in rope_parameters/rope_scaling.")
-    return p[key]
-
-
-def _scaling(rt: str, p: Mapping[str, Any], d: Mapping[str, Any]) -> Scaling | None:
-    max_pos = d.get("max_position_embeddings")
-    # HF: Phi-3's top-level original_max_position_embeddings wins; else the dict's; else max_position_embeddings
-    L0 = d.get("original_max_position_embeddings") or p.get("original_max_position_embeddings") or max_pos
-    if rt == "default":
-        return None
-    if rt == "linear":
-        return Linear(factor=_require(p, "factor", rt))
+def _method(rt: str, p: Mapping[str, Any]) -> str:
+    """The ropekit method an HF rope_type means (HF's names are ropekit's, bar HunYuan's alpha)."""
     if rt == "dynamic" and p.get("alpha") is not None and p.get("factor") is None:
-        return NTK(alpha=p["alpha"])  # HunYuan's "dynamic" + alpha is a static NTK base change
-    if rt == "dynamic":
-        if max_pos is None:
-            raise ValueError("HF rope_type 'dynamic' needs max_position_embeddings in the config.")
-        return DynamicNTK(factor=_require(p, "factor", rt), original_max_position_embeddings=int(max_pos))
-    if rt == "proportional":
-        return Proportional(partial_rotary_factor=p.get("partial_rotary_factor", 1.0), factor=p.get("factor", 1.0))
-    if L0 is None:
-        raise ValueError(f"HF rope_type {rt!r} needs original_max_position_embeddings or max_position_embeddings.")
-    L0 = int(L0)
-    if rt == "llama3":
-        return Llama3(
-            factor=_require(p, "factor", rt),
-            original_max_position_embeddings=L0,
-            low_freq_factor=_require(p, "low_freq_factor", rt),
-            high_freq_factor=_require(p, "high_freq_factor", rt),
-        )
-    factor = p.get("factor")
-    if factor is None and max_pos is not None:
-        factor = max_pos / L0  # HF's fallback (DeepSeek-V3, Phi-3)
-    if rt == "yarn":
-        if factor is None:
-            raise ValueError("HF rope_type 'yarn' needs factor (or max_position_embeddings to derive it).")
-        return YaRN(
-            factor=factor,
-            original_max_position_embeddings=L0,
-            beta_fast=p.get("beta_fast") or 32.0,  # HF treats 0/None as the default
-            beta_slow=p.get("beta_slow") or 1.0,
-            mscale=p.get("mscale"),
-            mscale_all_dim=p.get("mscale_all_dim"),
-            attention_factor=p.get("attention_factor"),
-            truncate=bool(p.get("truncate", True)),
-        )
-    return LongRoPE(
-        short_factor=_require(p, "short_factor", rt),
-        long_factor=_require(p, "long_factor", rt),
-        original_max_position_embeddings=L0,
+        return "ntk"  # HunYuan's "dynamic" + alpha is a static NTK base change
+    return rt
+
+
+def _num(p: Mapping[str, Any], key: str, rt: str) -> float:
+    return number(key, require(p, key, f"HF rope_type {rt!r} (in rope_parameters/rope_scaling)"))
+
+
+def _opt(p: Mapping[str, Any], key: str) -> float | None:
+    return None if p.get(key) is None else number(key, p[key])
+
+
+def _max_pos(d: Mapping[str, Any]) -> int | None:
+    v = d.get("max_position_embeddings")
+    return None if v is None else integer("max_position_embeddings", v)
+
+
+def _L0(p: Mapping[str, Any], d: Mapping[str, Any], rt: str) -> int:
+    # HF: Phi-3's top-level original_max_position_embeddings wins; else the dict's; else max_position_embeddings
+    for where, src, key in (("config", d, "original_max_position_embeddings"),
+                            ("rope_parameters", p, "original_max_position_embeddings"),
+                            ("config", d, "max_position_embeddings")):
+        if src.get(key):
+            return integer(f"{where} {key}", src[key])
+    raise ValueError(f"HF rope_type {rt!r} needs original_max_position_embeddings or max_position_embeddings.")
+
+
+def _factor_or_derived(p: Mapping[str, Any], d: Mapping[str, Any], L0: int) -> float | None:
+    """HF's fallback for a missing factor: max_position_embeddings / L0 (DeepSeek-V3, Phi-3)."""
+    factor = _opt(p, "factor")
+    max_pos = _max_pos(d)
+    return max_pos / L0 if factor is None and max_pos is not None else factor
+
+
+def _factors(p: Mapping[str, Any], key: str, rt: str) -> tuple[float, ...]:
+    values = require(p, key, f"HF rope_type {rt!r}")
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{key} must be a list of numbers, got {type(values).__name__}.")
+    return tuple(number(f"{key}[{i}]", v) for i, v in enumerate(values))
+
+
+# -- readers, one per method: (rope dict, whole config) -> scaling ---------------------------------------
+def _read_default(p: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+    return None
+
+
+def _read_linear(p: Mapping[str, Any], d: Mapping[str, Any]) -> Linear:
+    return Linear(factor=_num(p, "factor", "linear"))
+
+
+def _read_ntk(p: Mapping[str, Any], d: Mapping[str, Any]) -> NTK:
+    return NTK(alpha=_num(p, "alpha", "dynamic"))
+
+
+def _read_dynamic(p: Mapping[str, Any], d: Mapping[str, Any]) -> DynamicNTK:
+    max_pos = _max_pos(d)
+    if max_pos is None:
+        raise ValueError("HF rope_type 'dynamic' needs max_position_embeddings in the config.")
+    return DynamicNTK(factor=_num(p, "factor", "dynamic"), original_max_position_embeddings=max_pos)
+
+
+def _read_proportional(p: Mapping[str, Any], d: Mapping[str, Any]) -> Proportional:
+    return Proportional(partial_rotary_factor=number("partial_rotary_factor", p.get("partial_rotary_factor", 1.0)),
+                        factor=number("factor", p.get("factor", 1.0)))
+
+
+def _read_llama3(p: Mapping[str, Any], d: Mapping[str, Any]) -> Llama3:
+    return Llama3(factor=_num(p, "factor", "llama3"), original_max_position_embeddings=_L0(p, d, "llama3"),
+                  low_freq_factor=_num(p, "low_freq_factor", "llama3"),
+                  high_freq_factor=_num(p, "high_freq_factor", "llama3"))
+
+
+def _read_yarn(p: Mapping[str, Any], d: Mapping[str, Any]) -> YaRN:
+    L0 = _L0(p, d, "yarn")
+    factor = _factor_or_derived(p, d, L0)
+    if factor is None:
+        raise ValueError("HF rope_type 'yarn' needs factor (or max_position_embeddings to derive it).")
+    return YaRN(
         factor=factor,
-        attention_factor=p.get("attention_factor"),
+        original_max_position_embeddings=L0,
+        beta_fast=_opt(p, "beta_fast") or 32.0,  # HF treats 0/None as the default
+        beta_slow=_opt(p, "beta_slow") or 1.0,
+        mscale=_opt(p, "mscale"),
+        mscale_all_dim=_opt(p, "mscale_all_dim"),
+        attention_factor=_opt(p, "attention_factor"),
+        truncate=boolean("truncate", p.get("truncate", True)),
     )
+
+
+def _read_longrope(p: Mapping[str, Any], d: Mapping[str, Any]) -> LongRoPE:
+    L0 = _L0(p, d, "longrope")
+    return LongRoPE(short_factor=_factors(p, "short_factor", "longrope"),
+                    long_factor=_factors(p, "long_factor", "longrope"),
+                    original_max_position_embeddings=L0, factor=_factor_or_derived(p, d, L0),
+                    attention_factor=_opt(p, "attention_factor"))
 
 
 def from_hf(config: Any, *, layer_type: str | None = None) -> RopeConfig:
@@ -146,78 +193,89 @@ def from_hf(config: Any, *, layer_type: str | None = None) -> RopeConfig:
     >>> cfg.head_dim, cfg.base, cfg.method
     (64, 100000.0, 'default')
     """
+    from ropekit.interop.dialects import reader  # here: dialects.py imports this module's readers and writers
+
     d = config_dict(config)
     p = rope_dict(d, layer_type)
     rt = _rope_type(p)
     base = p.get("rope_theta", d.get("rope_theta", d.get("rotary_emb_base", 10000.0)))
     head_dim = _head_dim(d)
-    scaling = _scaling(rt, p, d)
+    scaling = reader(_method(rt, p), "hf")(p, d)
     rotary_dim = None
     prf = None
     if rt != "proportional":
         prf = p.get("partial_rotary_factor", d.get("partial_rotary_factor", d.get("rotary_pct")))
         if d.get("rotary_dim") and prf is None:  # GPT-J / CodeGen give the rotated width directly
-            rotary_dim = int(d["rotary_dim"])
-    layout = "interleaved" if d.get("model_type") in INTERLEAVED_MODEL_TYPES else "half"
-    max_pos = d.get("max_position_embeddings")
+            rotary_dim = integer("rotary_dim", d["rotary_dim"])
+    model_type = d.get("model_type")
+    layout = "interleaved" if isinstance(model_type, str) and model_type in INTERLEAVED_MODEL_TYPES else "half"
     return RopeConfig(
         head_dim=head_dim,
-        base=float(base),
+        base=number("rope_theta", base),
         layout=layout,
         rotary_dim=rotary_dim,
-        partial_rotary_factor=None if prf is None else float(prf),
-        max_position_embeddings=None if max_pos is None else int(max_pos),
+        partial_rotary_factor=None if prf is None else number("partial_rotary_factor", prf),
+        max_position_embeddings=_max_pos(d),
         scaling=scaling,
     )
 
 
-# -- writing ---------------------------------------------------------------------------------------------
-def _scaling_keys(cfg: RopeConfig) -> dict[str, Any]:
-    """rope_type and the scaling keys HF reads for ``cfg.scaling`` (no rope_theta / partial factor)."""
-    sc = cfg.scaling
-    if sc is None:
-        return {"rope_type": "default"}
-    if isinstance(sc, Linear):
-        return {"rope_type": "linear", "factor": sc.factor}
-    if isinstance(sc, DynamicNTK):
-        if cfg.max_position_embeddings not in (None, sc.original_max_position_embeddings):
-            raise ValueError(
-                f"HF 'dynamic' grows the base past config.max_position_embeddings, so it must equal "
-                f"DynamicNTK.original_max_position_embeddings={sc.original_max_position_embeddings}; got "
-                f"max_position_embeddings={cfg.max_position_embeddings}. Use cfg.replace(max_position_embeddings=...)."
-            )
-        return {"rope_type": "dynamic", "factor": sc.factor}
-    if isinstance(sc, NTK):
-        raise ValueError(
-            "HF has no generic static-NTK rope_type (HunYuan's 'dynamic'+'alpha' is model code); fold it into the "
-            "base with cfg.replace(base=cfg.base * alpha ** (d / (d - 2)), scaling=None), or use to_vllm()."
-        )
-    if isinstance(sc, Proportional):
-        return {"rope_type": "proportional", "partial_rotary_factor": sc.partial_rotary_factor, "factor": sc.factor}
-    if isinstance(sc, Llama3):
-        return {
-            "rope_type": "llama3",
-            "factor": sc.factor,
-            "original_max_position_embeddings": sc.original_max_position_embeddings,
-            "low_freq_factor": sc.low_freq_factor,
-            "high_freq_factor": sc.high_freq_factor,
-        }
-    if isinstance(sc, YaRN):
-        out: dict[str, Any] = {
-            "rope_type": "yarn",
-            "factor": sc.factor,
-            "original_max_position_embeddings": sc.original_max_position_embeddings,
-            "beta_fast": sc.beta_fast,
-            "beta_slow": sc.beta_slow,
-        }
-        for key in ("mscale", "mscale_all_dim", "attention_factor"):
-            if getattr(sc, key) is not None:
-                out[key] = getattr(sc, key)
-        if not sc.truncate:
-            out["truncate"] = False
-        return out
-    assert isinstance(sc, LongRoPE)
-    out = {
+# -- writers, one per method: cfg -> rope_type and the scaling keys HF reads (no rope_theta / partial factor) --
+def _write_default(cfg: RopeConfig) -> dict[str, Any]:
+    return {"rope_type": "default"}
+
+
+def _write_linear(cfg: RopeConfig) -> dict[str, Any]:
+    return {"rope_type": "linear", "factor": scaling_of(cfg, Linear).factor}
+
+
+def _write_dynamic(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, DynamicNTK)
+    if cfg.max_position_embeddings not in (None, sc.original_max_position_embeddings):
+        raise refuse("dynamic", "hf", (
+            f"HF 'dynamic' grows the base past config.max_position_embeddings, so it must equal "
+            f"DynamicNTK.original_max_position_embeddings={sc.original_max_position_embeddings}; got "
+            f"max_position_embeddings={cfg.max_position_embeddings}. Use cfg.replace(max_position_embeddings=...)."
+        ))
+    return {"rope_type": "dynamic", "factor": sc.factor}
+
+
+def _write_proportional(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, Proportional)
+    return {"rope_type": "proportional", "partial_rotary_factor": sc.partial_rotary_factor, "factor": sc.factor}
+
+
+def _write_llama3(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, Llama3)
+    return {
+        "rope_type": "llama3",
+        "factor": sc.factor,
+        "original_max_position_embeddings": sc.original_max_position_embeddings,
+        "low_freq_factor": sc.low_freq_factor,
+        "high_freq_factor": sc.high_freq_factor,
+    }
+
+
+def _write_yarn(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, YaRN)
+    out: dict[str, Any] = {
+        "rope_type": "yarn",
+        "factor": sc.factor,
+        "original_max_position_embeddings": sc.original_max_position_embeddings,
+        "beta_fast": sc.beta_fast,
+        "beta_slow": sc.beta_slow,
+    }
+    for key in ("mscale", "mscale_all_dim", "attention_factor"):
+        if getattr(sc, key) is not None:
+            out[key] = getattr(sc, key)
+    if not sc.truncate:
+        out["truncate"] = False
+    return out
+
+
+def _write_longrope(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, LongRoPE)
+    out: dict[str, Any] = {
         "rope_type": "longrope",
         "short_factor": list(sc.short_factor),
         "long_factor": list(sc.long_factor),
@@ -247,8 +305,7 @@ def _check_layout(cfg: RopeConfig, model_type: str | None) -> None:
 def _partial(cfg: RopeConfig) -> float | None:
     if isinstance(cfg.scaling, Proportional) or cfg.rotary_dim == cfg.head_dim:
         return None
-    prf = cfg.partial_rotary_factor
-    assert prf is not None
+    prf = float(cfg.partial_rotary_factor)  # type: ignore[arg-type]  # RopeConfig always resolves it
     if int(cfg.head_dim * prf) != cfg.rotary_dim:  # HF truncates head_dim * factor
         raise ValueError(
             f"rotary_dim={cfg.rotary_dim} is not int(head_dim * partial_rotary_factor) = {int(cfg.head_dim * prf)} "
@@ -275,8 +332,10 @@ def to_hf(cfg: RopeConfig, *, legacy: bool = False, model_type: str | None = Non
     """
     if not isinstance(cfg, RopeConfig):
         raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+    from ropekit.interop.dialects import writer  # here: dialects.py imports this module's readers and writers
+
     _check_layout(cfg, model_type)
-    params = _scaling_keys(cfg)
+    params = writer(cfg.method, "hf")(cfg)
     prf = _partial(cfg)
     out: dict[str, Any] = {"head_dim": cfg.head_dim}
     if model_type is not None:

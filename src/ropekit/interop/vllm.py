@@ -21,8 +21,9 @@ from typing import Any
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import yarn_mscale
-from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
+from ropekit.core.scaling import NTK, Linear, Llama3, LongRoPE, YaRN
 from ropekit.core.validation import check_choice, suggest
+from ropekit.interop.fields import boolean, integer, number, refuse, require, scaling_of
 
 __all__ = ["VLLM_ROPE_TYPES", "from_vllm", "to_vllm"]
 
@@ -36,6 +37,51 @@ _KNOWN = {
 }
 
 
+# -- writers, one per method: cfg -> the rope_scaling dict vLLM reads --------------------------------------
+def _write_default(cfg: RopeConfig) -> dict[str, Any]:
+    return {"rope_type": "default"}
+
+
+def _write_linear(cfg: RopeConfig) -> dict[str, Any]:
+    return {"rope_type": "linear", "factor": scaling_of(cfg, Linear).factor}
+
+
+def _write_ntk(cfg: RopeConfig) -> dict[str, Any]:
+    return {"rope_type": "dynamic", "alpha": scaling_of(cfg, NTK).alpha}
+
+
+def _write_llama3(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, Llama3)
+    return {"rope_type": "llama3", "factor": sc.factor, "low_freq_factor": sc.low_freq_factor,
+            "high_freq_factor": sc.high_freq_factor,
+            "original_max_position_embeddings": sc.original_max_position_embeddings}
+
+
+def _write_yarn(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, YaRN)
+    rs: dict[str, Any] = {"factor": sc.factor, "original_max_position_embeddings": sc.original_max_position_embeddings,
+                          "beta_fast": sc.beta_fast, "beta_slow": sc.beta_slow}
+    if sc.attention_factor is None and sc.mscale and sc.mscale_all_dim:
+        rs.update(rope_type="deepseek_yarn", mscale=sc.mscale, mscale_all_dim=sc.mscale_all_dim, attn_factor=1.0)
+    else:  # vLLM multiplies g(s) by attn_factor; older vLLM ignored attention_factor, so never rely on it
+        rs.update(rope_type="yarn", attn_factor=cfg.attention_factor / yarn_mscale(sc.factor))
+    if not sc.truncate:
+        rs["truncate"] = False
+    return rs
+
+
+def _write_longrope(cfg: RopeConfig) -> dict[str, Any]:
+    sc = scaling_of(cfg, LongRoPE)
+    if cfg.layout != "half":
+        raise refuse("longrope", "vllm", "vLLM's LongRoPE is NeoX-style only (layout='half').")
+    rs = {"rope_type": "longrope", "short_factor": list(sc.short_factor), "long_factor": list(sc.long_factor),
+          "original_max_position_embeddings": sc.original_max_position_embeddings,
+          "short_mscale": cfg.attention_factor, "long_mscale": cfg.attention_factor}
+    if sc.factor is not None:
+        rs["factor"] = sc.factor
+    return rs
+
+
 def to_vllm(cfg: RopeConfig) -> dict[str, Any]:
     """``get_rope`` keyword arguments for ``cfg``.
 
@@ -45,51 +91,27 @@ def to_vllm(cfg: RopeConfig) -> dict[str, Any]:
     >>> out["is_neox_style"], out["rope_scaling"]["rope_type"], out["rope_scaling"]["attn_factor"]
     (True, 'yarn', 1.0)
     """
+    from ropekit.interop.dialects import writer  # here: dialects.py imports this module's readers and writers
+
     if not isinstance(cfg, RopeConfig):
         raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
-    sc = cfg.scaling
-    rs: dict[str, Any]
-    if sc is None:
-        rs = {"rope_type": "default"}
-    elif isinstance(sc, Linear):
-        rs = {"rope_type": "linear", "factor": sc.factor}
-    elif isinstance(sc, NTK):
-        rs = {"rope_type": "dynamic", "alpha": sc.alpha}
-    elif isinstance(sc, DynamicNTK):
-        raise ValueError(
-            "vLLM's 'dynamic' freezes the base at L0 * factor (static NTK with alpha = s^2 - s + 1), it never grows "
-            "it per sequence as HF does; convert deliberately with cfg.replace(scaling=ropekit.NTK(alpha=...))."
-        )
-    elif isinstance(sc, Proportional):
-        raise ValueError("ropekit does not write vLLM's Gemma-4 proportional rope (its semantics are unverified).")
-    elif isinstance(sc, Llama3):
-        rs = {"rope_type": "llama3", "factor": sc.factor, "low_freq_factor": sc.low_freq_factor,
-              "high_freq_factor": sc.high_freq_factor,
-              "original_max_position_embeddings": sc.original_max_position_embeddings}
-    elif isinstance(sc, YaRN):
-        rs = {"factor": sc.factor, "original_max_position_embeddings": sc.original_max_position_embeddings,
-              "beta_fast": sc.beta_fast, "beta_slow": sc.beta_slow}
-        if sc.attention_factor is None and sc.mscale and sc.mscale_all_dim:
-            rs.update(rope_type="deepseek_yarn", mscale=sc.mscale, mscale_all_dim=sc.mscale_all_dim, attn_factor=1.0)
-        else:  # vLLM multiplies g(s) by attn_factor; older vLLM ignored attention_factor, so never rely on it
-            rs.update(rope_type="yarn", attn_factor=cfg.attention_factor / yarn_mscale(sc.factor))
-        if not sc.truncate:
-            rs["truncate"] = False
-    else:
-        assert isinstance(sc, LongRoPE)
-        rs = {"rope_type": "longrope", "short_factor": list(sc.short_factor), "long_factor": list(sc.long_factor),
-              "original_max_position_embeddings": sc.original_max_position_embeddings,
-              "short_mscale": cfg.attention_factor, "long_mscale": cfg.attention_factor}
-        if sc.factor is not None:
-            rs["factor"] = sc.factor
+    rs = writer(cfg.method, "vllm")(cfg)
     max_pos = cfg.max_position_embeddings or cfg.original_max_position_embeddings
     return {"head_size": cfg.head_dim, "rotary_dim": cfg.rotary_dim, "max_position": max_pos, "base": cfg.base,
             "is_neox_style": cfg.layout == "half", "rope_scaling": rs}
 
 
 def _num(d: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
-    v = d.get(key, default)
-    return None if v is None else float(v)
+    v = d.get(key)  # an explicit None means absent, as in HF
+    return default if v is None else number(key, v)
+
+
+def _req(rs: Mapping[str, Any], key: str, rt: str) -> float:
+    return number(key, require(rs, key, f"vLLM rope_type {rt!r}"))
+
+
+def _opt_int(name: str, v: Any) -> int | None:
+    return None if v is None else integer(name, v)
 
 
 def from_vllm(
@@ -110,10 +132,15 @@ def from_vllm(
     >>> cfg.method, cfg.scaling.alpha
     ('ntk', 1000.0)
     """
+    from ropekit.interop.dialects import reader  # here: dialects.py imports this module's readers and writers
+
     if not isinstance(d, Mapping):
         raise TypeError(f"d must be a dict, got {type(d).__name__}.")
     if "rope_scaling" in d or "head_size" in d:
-        rs = dict(d.get("rope_scaling") or {})
+        inner = d.get("rope_scaling") or {}
+        if not isinstance(inner, Mapping):
+            raise TypeError(f"rope_scaling must be a dict, got {type(inner).__name__}.")
+        rs = dict(inner)
         head_dim = d.get("head_size", head_dim)
         rotary_dim = d.get("rotary_dim", rotary_dim)
         max_position = d.get("max_position", max_position)
@@ -126,6 +153,9 @@ def from_vllm(
     base = rs.get("rope_theta", base)
     if base is None:
         raise ValueError("from_vllm needs base (get_rope's base, or rope_theta in the dict).")
+    bad = [k for k in rs if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"vLLM rope_scaling keys must be strings, got {bad[0]!r}.")
     unknown = set(rs) - _KNOWN
     if unknown:
         key = sorted(unknown)[0]
@@ -133,67 +163,97 @@ def from_vllm(
     for key in ("mixed_b", "xdrope_section"):
         if rs.get(key) is not None:
             raise ValueError(f"vLLM key {key!r} has no ropekit RopeConfig equivalent.")
-    if rs.get("extrapolation_factor", 1) != 1:
-        raise ValueError(f"extrapolation_factor={rs['extrapolation_factor']} blends YaRN's ramp partially; "
-                         "ropekit's YaRN needs 1.")
+    ext = _num(rs, "extrapolation_factor", 1.0)
+    if ext != 1:
+        raise ValueError(f"extrapolation_factor={ext} blends YaRN's ramp partially; ropekit's YaRN needs 1.")
     rt = rs.get("rope_type", rs.get("type", "default")) or "default"
     check_choice("rope_type", rt, VLLM_ROPE_TYPES)
     prf = rs.get("partial_rotary_factor")
-    L0 = rs.get("original_max_position_embeddings") or max_position
-    scaling = _scaling(rt, rs, L0, max_position)
+    max_position = _opt_int("max_position", max_position)
+    L0 = _opt_int("original_max_position_embeddings", rs.get("original_max_position_embeddings") or None)
+    if is_neox_style is not None:
+        is_neox_style = boolean("is_neox_style", is_neox_style)
     layout = "half" if is_neox_style in (None, True) else "interleaved"
-    if isinstance(scaling, LongRoPE) and layout != "half":
+    method = _METHOD[rt]
+    if method == "longrope" and layout != "half":
         raise ValueError("vLLM's LongRoPE is NeoX-style only (is_neox_style=True).")
-    return RopeConfig(head_dim=int(head_dim), base=float(base), layout=layout,
-                      rotary_dim=None if rotary_dim is None or prf is not None else int(rotary_dim),
-                      partial_rotary_factor=None if prf is None else float(prf),
-                      max_position_embeddings=None if max_position is None else int(max_position), scaling=scaling)
+    scaling = reader(method, "vllm")(rs, rt, L0 or max_position, max_position)
+    return RopeConfig(head_dim=integer("head_size", head_dim), base=number("base", base), layout=layout,
+                      rotary_dim=None if rotary_dim is None or prf is not None else integer("rotary_dim", rotary_dim),
+                      partial_rotary_factor=None if prf is None else number("partial_rotary_factor", prf),
+                      max_position_embeddings=max_position, scaling=scaling)
 
 
-def _scaling(rt: str, rs: dict[str, Any], L0: Any, max_position: int | None) -> Scaling | None:
-    if rt in ("default", "mrope"):
-        return None
-    if rt == "linear":
-        return Linear(factor=float(rs["factor"]))
-    if rt in ("dynamic", "ntk"):
-        if rs.get("alpha") is not None:
-            return NTK(alpha=float(rs["alpha"]))
-        s = float(rs["factor"])
-        if rt == "ntk":
-            raise ValueError("vLLM 'ntk' with factor (per-frequency s^(-(2i+2)/d)) has no ropekit equivalent.")
-        return NTK(alpha=s * s - s + 1)  # vLLM evaluates dynamic NTK once at length L0 * s
+#: the ropekit method each vLLM rope_type names (dynamic/ntk carry either alpha or factor: static NTK either way)
+_METHOD = {"default": "default", "mrope": "default", "linear": "linear", "dynamic": "ntk", "ntk": "ntk",
+           "yarn": "yarn", "deepseek_yarn": "yarn", "longrope": "longrope", "su": "longrope", "llama3": "llama3"}
+
+
+def _need_L0(rt: str, L0: int | None) -> int:
     if L0 is None:
         raise ValueError(f"vLLM rope_type {rt!r} needs original_max_position_embeddings or max_position.")
-    L0 = int(L0)
-    if rt == "llama3":
-        return Llama3(factor=float(rs["factor"]), original_max_position_embeddings=L0,
-                      low_freq_factor=float(rs["low_freq_factor"]), high_freq_factor=float(rs["high_freq_factor"]))
-    if rt in ("yarn", "deepseek_yarn"):
-        s = float(rs["factor"])
-        f = _num(rs, "attn_factor", 1.0)
-        common = {"factor": s, "original_max_position_embeddings": L0,
-                  "beta_fast": _num(rs, "beta_fast", 32.0), "beta_slow": _num(rs, "beta_slow", 1.0),
-                  "truncate": bool(rs.get("truncate", True))}
-        if rt == "deepseek_yarn":
-            m, mad = _num(rs, "mscale", 1.0), _num(rs, "mscale_all_dim", 0.0)
-            attn = yarn_mscale(s, m) / yarn_mscale(s, mad) * f
-            if f == 1.0 and m and mad:
-                return YaRN(**common, mscale=m, mscale_all_dim=mad)
-            return YaRN(**common, attention_factor=attn)
-        attn = (yarn_mscale(s) if rs.get("apply_yarn_scaling", True) else 1.0) * f
-        return YaRN(**common, attention_factor=None if math.isclose(attn, yarn_mscale(s), rel_tol=1e-12) else attn)
-    short_m, long_m = rs.get("short_mscale"), rs.get("long_mscale")
-    if short_m is not None and long_m is not None and not math.isclose(float(short_m), float(long_m)):
+    return L0
+
+
+# -- readers, one per method: (rope_scaling, its rope_type, L0 or max_position, max_position) -> scaling ----
+def _read_default(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> None:
+    return None
+
+
+def _read_linear(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> Linear:
+    return Linear(factor=_req(rs, "factor", rt))
+
+
+def _read_ntk(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> NTK:
+    if rs.get("alpha") is not None:
+        return NTK(alpha=number("alpha", rs["alpha"]))
+    s = _req(rs, "factor", rt)
+    if rt == "ntk":
+        raise ValueError("vLLM 'ntk' with factor (per-frequency s^(-(2i+2)/d)) has no ropekit equivalent.")
+    return NTK(alpha=s * s - s + 1)  # vLLM evaluates dynamic NTK once at length L0 * s
+
+
+def _read_llama3(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> Llama3:
+    return Llama3(factor=_req(rs, "factor", rt), original_max_position_embeddings=_need_L0(rt, L0),
+                  low_freq_factor=_req(rs, "low_freq_factor", rt), high_freq_factor=_req(rs, "high_freq_factor", rt))
+
+
+def _read_yarn(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> YaRN:
+    s = _req(rs, "factor", rt)
+    f: float = _num(rs, "attn_factor", 1.0)  # type: ignore[assignment]
+    common: dict[str, Any] = {"factor": s, "original_max_position_embeddings": _need_L0(rt, L0),
+                              "beta_fast": _num(rs, "beta_fast", 32.0), "beta_slow": _num(rs, "beta_slow", 1.0),
+                              "truncate": boolean("truncate", rs.get("truncate", True))}
+    YaRN(**common)  # validate factor and betas before any arithmetic on them
+    if rt == "deepseek_yarn":
+        m, mad = _num(rs, "mscale", 1.0), _num(rs, "mscale_all_dim", 0.0)
+        YaRN(**common, mscale=m, mscale_all_dim=mad)  # mscales >= 0, so g(s, mad) >= 1 below
+        attn = yarn_mscale(s, m) / yarn_mscale(s, mad) * f  # type: ignore[arg-type]
+        if f == 1.0 and m and mad:
+            return YaRN(**common, mscale=m, mscale_all_dim=mad)
+        return YaRN(**common, attention_factor=attn)
+    attn = (yarn_mscale(s) if boolean("apply_yarn_scaling", rs.get("apply_yarn_scaling", True)) else 1.0) * f
+    return YaRN(**common, attention_factor=None if math.isclose(attn, yarn_mscale(s), rel_tol=1e-12) else attn)
+
+
+def _read_longrope(rs: Mapping[str, Any], rt: str, L0: int | None, max_position: int | None) -> LongRoPE:
+    L0 = _need_L0(rt, L0)
+    short_m, long_m = _num(rs, "short_mscale"), _num(rs, "long_mscale")
+    if short_m is not None and long_m is not None and not math.isclose(short_m, long_m):
         raise ValueError(
             f"short_mscale={short_m} != long_mscale={long_m}: ropekit's LongRoPE has one attention factor."
         )
     attn = short_m if short_m is not None else long_m
-    factor = rs.get("factor")
+    factor = _num(rs, "factor")
     if factor is None and max_position is not None:
         factor = max_position / L0
-    if attn is not None and factor is not None:
+    if attn is not None and factor is not None and factor > 0 and L0 > 1:
         default = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(L0))
-        attn = None if math.isclose(float(attn), default, rel_tol=1e-12) else attn
-    return LongRoPE(short_factor=rs["short_factor"], long_factor=rs["long_factor"], original_max_position_embeddings=L0,
-                    factor=None if factor is None else float(factor),
-                    attention_factor=None if attn is None else float(attn))
+        attn = None if math.isclose(attn, default, rel_tol=1e-12) else attn
+    short, long = (require(rs, k, f"vLLM rope_type {rt!r}") for k in ("short_factor", "long_factor"))
+    for key, v in (("short_factor", short), ("long_factor", long)):
+        if not isinstance(v, (list, tuple)):
+            raise TypeError(f"{key} must be a list of numbers, got {type(v).__name__}.")
+    return LongRoPE(short_factor=tuple(number("short_factor[i]", x) for x in short),
+                    long_factor=tuple(number("long_factor[i]", x) for x in long),
+                    original_max_position_embeddings=L0, factor=factor, attention_factor=attn)

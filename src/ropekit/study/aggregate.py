@@ -24,11 +24,13 @@ def _load(cfg: Any, out: Path) -> dict[tuple[str, str, str], dict[int, dict[int,
 
 
 def aggregate(cfg: Any, out: str | Path, *, n_heldout: int) -> dict[str, Any]:
-    """Rows of ``{encoding, variant, protocol, context, multiple, ppl, lo, hi, seed_ppl, vs_1x, vs_rope}``.
+    """Rows of ``{encoding, variant, protocol, context, multiple, ppl, lo, hi, seed_ppl, vs_1x, vs_rope, ...}``.
 
     ``ppl`` and its CI: seeds averaged per unit, units resampled. ``vs_1x``: the same configuration's
     ppl at C over its ppl at L (paired over units). ``vs_rope``: ppl over plain RoPE's at the same C.
-    One index set per protocol is shared by every configuration, so all ratios are paired.
+    ``vs_nope``: ppl over NoPE's at the same C. ``vs_rope_same``: a scaled run over plain RoPE with the SAME
+    eval-time scaling (e.g. rope-nope4+yarn over rope+yarn). One index set per protocol is shared by every
+    configuration, so all ratios are paired.
     """
     import math
 
@@ -39,20 +41,35 @@ def aggregate(cfg: Any, out: str | Path, *, n_heldout: int) -> dict[str, Any]:
         any_ctx = next(iter(next(iter(seeds.values())).values()))
         n_units[proto] = len(any_ctx)
     idx = {p: bootstrap_indices(n, cfg.n_boot, seed=1234) for p, n in n_units.items()}
+    averaged: dict[tuple[str, str, str], dict[int, list[float]]] = {}
+
+    def avg_of(key: tuple[str, str, str]) -> dict[int, list[float]] | None:
+        if key not in data:
+            return None
+        if key not in averaged:
+            seeds = data[key]
+            averaged[key] = {c: mean_over_seeds({s: seeds[s][c] for s in seeds}) for c in next(iter(seeds.values()))}
+        return averaged[key]
+
     rows: list[dict[str, Any]] = []
     for (name, variant, proto), seeds in sorted(data.items()):
         contexts = sorted(next(iter(seeds.values())))
-        avg = {c: mean_over_seeds({s: seeds[s][c] for s in seeds}) for c in contexts}
-        rope = data.get(("rope", "none", proto))
-        rope_avg = {c: mean_over_seeds({s: rope[s][c] for s in rope}) for c in contexts} if rope else None
+        avg = avg_of((name, variant, proto))
+        assert avg is not None
+        # paired ratios to reference runs (a row is never compared with itself)
+        refs = [("vs_rope", ("rope", "none", proto)), ("vs_nope", ("nope", "none", proto))]
+        if variant != "none":
+            refs.append(("vs_rope_same", ("rope", variant, proto)))
         base_c = min(contexts)
         for c in contexts:
             row: dict[str, Any] = {"encoding": name, "variant": variant, "protocol": proto, "context": c,
                                    "multiple": c / cfg.train_len, **ppl_ci(avg[c], idx[proto])}
             row["seed_ppl"] = [math.exp(sum(seeds[s][c]) / len(seeds[s][c])) for s in sorted(seeds)]
             row["vs_1x"] = ratio_ci(avg[c], avg[base_c], idx[proto])
-            if rope_avg is not None and (name, variant) != ("rope", "none"):
-                row["vs_rope"] = ratio_ci(avg[c], rope_avg[c], idx[proto])
+            for key, ref in refs:
+                ref_avg = avg_of(ref)
+                if ref_avg is not None and ref != (name, variant, proto):
+                    row[key] = ratio_ci(avg[c], ref_avg[c], idx[proto])
             rows.append(row)
     return {"rows": rows, "n_units": n_units, "contexts": list(cfg.contexts), "train_len": cfg.train_len,
             "seeds": list(cfg.seeds), "complete": sorted({f"{n}/{v}" for n, v, _ in data}),

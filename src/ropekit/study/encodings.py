@@ -9,6 +9,14 @@ Each encoding acts at up to three places, and the model calls all three:
   contains the causal ``-inf`` (ALiBi), or ``None`` for plain causal attention. (4-D on purpose: torch's
   CPU SDPA drops to its slow math path for a 3-D mask, ~5x slower.)
 
+``attend(q, k, v)`` (shapes as for ``rotate``, v like k) lets an encoding compute the whole attention of a layer;
+``None`` (every encoding, unless a RoPE model has a training-free extension set with
+:meth:`Rotary.set_extension`) means the model's plain SDPA path.
+
+The model asks ``layer_encoding(layer, n_layers)`` which encoding acts inside each attention layer: every
+encoding answers "itself" in every layer, except the hybrid ``rope-nope4`` (:class:`RotaryNoPEHybrid`), which
+answers a :class:`NoPE` in its NoPE layers, so those layers neither rotate nor bias.
+
 RoPE goes through ropekit's public API only: :class:`ropekit.RopeConfig` for frequencies,
 :func:`ropekit.scaling_from_factor` for PI / NTK / dynamic NTK / YaRN at evaluation time,
 ``RopeConfig.cos_sin_table`` for the precise table and :func:`ropekit.functional.apply_rotary` for the rotation.
@@ -17,6 +25,7 @@ RoPE goes through ropekit's public API only: :class:`ropekit.RopeConfig` for fre
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,13 +41,14 @@ __all__ = [
     "NoPE",
     "PositionEncoding",
     "Rotary",
+    "RotaryNoPEHybrid",
     "Sinusoidal",
     "alibi_slopes",
     "make_encoding",
     "sinusoidal_table",
 ]
 
-ENCODINGS: tuple[str, ...] = ("nope", "learned", "sinusoidal", "alibi", "rope")
+ENCODINGS: tuple[str, ...] = ("nope", "learned", "sinusoidal", "alibi", "rope", "rope-nope4")
 #: evaluation-time RoPE scalings, names as in :func:`ropekit.scaling_from_factor` ("linear" = PI).
 EVAL_SCALINGS: tuple[str, ...] = ("none", "linear", "ntk", "dynamic", "yarn")
 
@@ -56,6 +66,14 @@ class PositionEncoding(nn.Module):
 
     def attention_bias(self, seqlen: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
         return None
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+        """The layer's attention output ``(batch, seqlen, q_heads, head_dim)``, or ``None`` for the plain path."""
+        return None
+
+    def layer_encoding(self, layer: int, n_layers: int) -> PositionEncoding:
+        """The encoding that acts inside attention layer ``layer`` (0-based) of ``n_layers``: by default this one."""
+        return self
 
 
 class NoPE(PositionEncoding):
@@ -170,7 +188,9 @@ class Rotary(PositionEncoding):
     the config's full set; the channels of the dropped lowest frequencies are left unrotated (p=1: RoPE).
     ``set_scaling(method, factor)`` switches to ``ropekit.scaling_from_factor(method, factor,
     original_max_position_embeddings=train_len)``; ``"none"`` restores plain RoPE. ``"dynamic"``
-    recomputes the frequencies from each forward's sequence length.
+    recomputes the frequencies from each forward's sequence length. ``set_extension(method)`` switches to a
+    training-free extension from :mod:`ropekit.extension` (Self-Extend, DCA, ReRoPE, ...): the layer's whole
+    attention then runs through :func:`ropekit.extension.extended_attention` on the raw q/k.
     """
 
     name = "rope"
@@ -205,12 +225,42 @@ class Rotary(PositionEncoding):
         self.backend = backend
         self.config = self.base_config
         self.scaling_name = "none"
+        self.extension: Any = None  # a ropekit.extension config while one is set (see set_extension)
         self._cache: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def set_extension(self, method: Any) -> None:
+        """Run attention under ``method`` (a :mod:`ropekit.extension` config), or plain RoPE again for ``None``.
+
+        Refused for p-RoPE (its dropped frequencies are not a RopeConfig the extension can rotate with) and
+        while an eval-time scaling is set (an extension keeps the model's own frequencies).
+        """
+        if method is not None:
+            from ropekit.extension import Extension
+
+            if not isinstance(method, Extension):
+                raise TypeError(f"method must be a ropekit.extension config or None, got {type(method).__name__}.")
+            if self.n_keep != self.base_config.rotary_dim // 2:
+                raise ValueError(f"extensions need full RoPE; this is p-RoPE (fraction={self.fraction}).")
+            if self.scaling_name != "none":
+                raise ValueError(f"set_scaling('none') first: scaling {self.scaling_name!r} is set.")
+            method.check_context(self.train_len)
+        self.extension = method
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+        if self.extension is None:
+            return None
+        from ropekit.extension import extended_attention
+
+        out = extended_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.extension,
+                                 self.base_config)
+        return out.transpose(1, 2)
 
     def set_scaling(self, method: str, factor: float = 1.0) -> None:
         import ropekit
 
         check_choice("method", method, EVAL_SCALINGS)
+        if self.extension is not None and method != "none":
+            raise ValueError(f"set_extension(None) first: extension {self.extension.method!r} is set.")
         scaling = None
         if method != "none":
             scaling = ropekit.scaling_from_factor(method, factor, original_max_position_embeddings=self.train_len)
@@ -241,18 +291,72 @@ class Rotary(PositionEncoding):
         return q2, k2
 
 
+class RotaryNoPEHybrid(Rotary):
+    """RoPE in most layers, no position encoding in every ``period``-th layer (``"rope-nope4"``: period 4).
+
+    The NoPE layers are those with ``(layer + 1) % period == 0``, SmolLM3's and Llama-4's convention
+    (``no_rope_layers`` in their Hugging Face configs): layers 3, 7, 11, ... for period 4. A model with fewer
+    than ``period`` layers (but at least 2) has one NoPE layer, its last one: the last layer of its single,
+    partial group. One layer would leave no RoPE layer at all and is refused. Every RoPE layer shares this
+    module, so :meth:`Rotary.set_scaling` (PI / NTK / dynamic NTK / YaRN) reaches all of them at once.
+
+    >>> RotaryNoPEHybrid(16, 32).nope_layers(8), RotaryNoPEHybrid(16, 32).nope_layers(3)
+    ((3, 7), (2,))
+    """
+
+    name = "rope-nope4"
+
+    def __init__(self, head_dim: int, train_len: int, *, period: int = 4, **rotary: Any) -> None:
+        if isinstance(period, bool) or not isinstance(period, int) or period < 2:
+            raise ValueError(f"period must be an int >= 2 (1 would make every layer NoPE), got {period!r}.")
+        super().__init__(head_dim, train_len, **rotary)
+        self.period = period
+        self.name = f"rope-nope{period}"
+        self.nope = NoPE()  # no parameters or buffers: the state dict is RoPE's
+
+    def nope_layers(self, n_layers: int) -> tuple[int, ...]:
+        """The 0-based indices of the layers without position encoding."""
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 2:
+            raise ValueError(f"n_layers={n_layers!r}: the {self.name} hybrid needs n_layers >= 2 (one RoPE and one "
+                             "NoPE layer at least).")
+        every = tuple(i for i in range(n_layers) if (i + 1) % self.period == 0)
+        return every or (n_layers - 1,)
+
+    def layer_encoding(self, layer: int, n_layers: int) -> PositionEncoding:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer={layer} must be in [0, n_layers={n_layers}).")
+        return self.nope if layer in self.nope_layers(n_layers) else self
+
+
+def _rotary(cls: type[Rotary]) -> Callable[..., PositionEncoding]:
+    def build(*, head_dim: int, train_len: int, rope_base: float, rope_fraction: float, rope_layout: str,
+              rope_backend: str, rope_config: Any, **_: Any) -> PositionEncoding:
+        return cls(head_dim, train_len, base=rope_base, layout=rope_layout, fraction=rope_fraction,
+                   backend=rope_backend, config=rope_config)
+
+    return build
+
+
+#: name -> builder taking make_encoding's keyword arguments (each uses the ones it needs)
+_BUILDERS: dict[str, Callable[..., PositionEncoding]] = {
+    "nope": lambda **_: NoPE(),
+    "learned": lambda *, d_model, max_len, **_: Learned(d_model, max_len),
+    "sinusoidal": lambda *, d_model, **_: Sinusoidal(d_model),
+    "alibi": lambda *, n_heads, **_: ALiBi(n_heads),
+    "rope": _rotary(Rotary),
+    "rope-nope4": _rotary(RotaryNoPEHybrid),
+}
+
+
 def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train_len: int, max_len: int,
                   rope_base: float = 10000.0, rope_fraction: float = 1.0, rope_layout: str = "half",
                   rope_backend: str = "auto", rope_config: Any = None) -> PositionEncoding:
-    """Build the encoding called ``name`` (one of :data:`ENCODINGS`); ``rope_config`` overrides RoPE's config."""
+    """Build the encoding called ``name`` (one of :data:`ENCODINGS`); ``rope_config`` overrides RoPE's config.
+
+    >>> make_encoding("rope-nope4", d_model=32, n_heads=2, head_dim=16, train_len=16, max_len=64).name
+    'rope-nope4'
+    """
     check_choice("encoding", name, ENCODINGS)
-    if name == "nope":
-        return NoPE()
-    if name == "learned":
-        return Learned(d_model, max_len)
-    if name == "sinusoidal":
-        return Sinusoidal(d_model)
-    if name == "alibi":
-        return ALiBi(n_heads)
-    return Rotary(head_dim, train_len, base=rope_base, layout=rope_layout, fraction=rope_fraction,
-                  backend=rope_backend, config=rope_config)
+    return _BUILDERS[name](d_model=d_model, n_heads=n_heads, head_dim=head_dim, train_len=train_len,
+                           max_len=max_len, rope_base=rope_base, rope_fraction=rope_fraction,
+                           rope_layout=rope_layout, rope_backend=rope_backend, rope_config=rope_config)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ropekit.core.validation import check_positive_int
-from ropekit.study.encodings import PositionEncoding, make_encoding
+from ropekit.core.validation import check_choice, check_positive_int
+from ropekit.study.encodings import ENCODINGS, PositionEncoding, make_encoding
 
 __all__ = ["DecoderLM", "ModelConfig"]
 
@@ -23,7 +23,8 @@ __all__ = ["DecoderLM", "ModelConfig"]
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture + position encoding. ``max_len`` only sizes the learned table (rows >= ``train_len``
-    stay untrained). ``rope_fraction`` < 1 is p-RoPE."""
+    stay untrained). ``rope_fraction`` < 1 is p-RoPE. ``encoding="rope-nope4"`` drops RoPE from every 4th
+    layer (see :class:`ropekit.study.encodings.RotaryNoPEHybrid`; needs ``n_layers >= 2``)."""
 
     vocab_size: int = 256
     d_model: int = 128
@@ -46,6 +47,10 @@ class ModelConfig:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}.")
         if self.kv_heads < 1 or self.n_heads % self.kv_heads:
             raise ValueError(f"n_kv_heads={self.n_kv_heads} must be >= 1 and divide n_heads={self.n_heads}.")
+        check_choice("encoding", self.encoding, ENCODINGS)
+        if self.encoding == "rope-nope4" and self.n_layers < 2:
+            raise ValueError(f"n_layers={self.n_layers}: encoding='rope-nope4' needs n_layers >= 2 (with 1 layer "
+                             "there is no RoPE layer left).")
 
     @property
     def head_dim(self) -> int:
@@ -73,6 +78,9 @@ class Attention(nn.Module):
         c, enc = self.cfg, self.enc[0]
         q = self.wq(x).view(b, t, c.n_heads, c.head_dim)
         k, v = self.wkv(x).view(b, t, 2, c.kv_heads, c.head_dim).unbind(2)
+        extended = enc.attend(q, k, v)  # a training-free extension (evaluation only), else None
+        if extended is not None:
+            return self.wo(extended.reshape(b, t, -1))
         q, k = enc.rotate(q, k)
         bias = enc.attention_bias(t, x.device, q.dtype)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (batch, heads, seqlen, head_dim) for SDPA
@@ -115,7 +123,10 @@ class DecoderLM(nn.Module):
             rope_config=rope_config,
         )
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg, self.encoding) for _ in range(cfg.n_layers))
+        # each layer gets the encoding that acts in it (the same object in every layer, except in a hybrid's
+        # NoPE layers); scaling self.encoding therefore reaches every rotating layer
+        n = cfg.n_layers
+        self.blocks = nn.ModuleList(Block(cfg, self.encoding.layer_encoding(i, n)) for i in range(n))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self._init()
 

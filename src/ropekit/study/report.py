@@ -16,16 +16,26 @@ _PROTO_TITLES = {
 }
 
 
+#: paired-ratio columns of the aggregated rows -> the heading of their table
+_VS = {
+    "vs_rope": "Ratio to plain RoPE at the same context (paired, [95% CI]; < 1 is better than RoPE):",
+    "vs_rope_same": "Ratio to RoPE with the same inference-time scaling (paired, [95% CI]; < 1 is better):",
+    "vs_nope": "Ratio to NoPE at the same context (paired, [95% CI]; < 1 is better than NoPE):",
+}
+
+
 def _label(row: dict[str, Any]) -> str:
     return row["encoding"] if row["variant"] == "none" else f"{row['encoding']}+{row['variant']}"
 
 
 def _order(row: dict[str, Any]) -> tuple[int, int]:
     from ropekit.study.encodings import EVAL_SCALINGS
+    from ropekit.study.extensions import EXTENSION_VARIANTS
     from ropekit.study.runner import RUN_NAMES
 
     enc, var = row["encoding"], row["variant"]
-    return (RUN_NAMES.index(enc) if enc in RUN_NAMES else 99, EVAL_SCALINGS.index(var) if var in EVAL_SCALINGS else 99)
+    variants = (*EVAL_SCALINGS, *EXTENSION_VARIANTS)
+    return (RUN_NAMES.index(enc) if enc in RUN_NAMES else 99, variants.index(var) if var in variants else 99)
 
 
 def _ratio(d: dict[str, float]) -> str:
@@ -58,10 +68,11 @@ def format_tables(results: dict[str, Any]) -> str:
                       f"({min(r['seed_ppl']):.2f}–{max(r['seed_ppl']):.2f})")
         out += ["", "Ratio to the same configuration at 1x (paired, [95% CI]):", ""]
         out += _table(rows, contexts, L, lambda r: _ratio(r["vs_1x"]))
-        vs = [r for r in rows if "vs_rope" in r]
-        if vs:
-            out += ["", "Ratio to plain RoPE at the same context (paired, [95% CI]; < 1 is better than RoPE):", ""]
-            out += _table(vs, contexts, L, lambda r: _ratio(r["vs_rope"]))
+        for key, text in _VS.items():
+            vs = [r for r in rows if key in r]
+            if vs:
+                out += ["", text, ""]
+                out += _table(vs, contexts, L, lambda r, key=key: _ratio(r[key]))
         out.append("")
     return "\n".join(out)
 

@@ -6,12 +6,15 @@ Layout of ``out_dir``::
     runs/<encoding>-seed<k>/eval.json   per-unit NLLs per eval variant (atomic; finished variants skipped)
     results.json, results.md, study.png written at the end from the per-run files
 
-Adding encodings, seeds or scalings to a finished study reuses every finished run (the per-run
+Adding encodings, seeds, scalings or extensions to a finished study reuses every finished run (the per-run
 checkpoint and eval fingerprints still refuse any other change).
 
-Eval variants: ``"none"`` for every model; for RoPE models also each eval-time scaling
+Eval variants: ``"none"`` for every model; for the rotary runs (:data:`ROTARY_RUNS`: RoPE, p-RoPE and the
+hybrid ``rope-nope4``, whose RoPE layers are scaled and NoPE layers left alone) also each eval-time scaling
 (``ropekit.scaling_from_factor(method, factor, original_max_position_embeddings=L)``), at factor C / L for
-context C (or a fixed ``scale_factor``).
+context C (or a fixed ``scale_factor``); for full-RoPE rotary runs (not p-RoPE) also each training-free
+extension of :mod:`ropekit.extension` (Self-Extend, DCA, ReRoPE, leaky ReRoPE, dynamic YaRN) with the
+per-context settings of :mod:`ropekit.study.extensions`. Both run on ``scaled_protocols`` only.
 """
 
 from __future__ import annotations
@@ -24,23 +27,30 @@ from typing import Any
 from ropekit.core.validation import check_choice
 from ropekit.study.distributed import Dist
 from ropekit.study.encodings import ENCODINGS, EVAL_SCALINGS, Rotary
+from ropekit.study.extensions import EXTENSION_VARIANTS, study_extension
 from ropekit.study.io import read_json, write_json
 
-__all__ = ["RUN_NAMES", "StudyConfig", "run_study"]
+__all__ = ["EXTENDABLE_RUNS", "ROTARY_RUNS", "RUN_NAMES", "StudyConfig", "run_study"]
 
 #: trainable run names: the encodings plus "p-rope" (RoPE keeping the fraction ``p_rope`` of frequencies)
 RUN_NAMES: tuple[str, ...] = (*ENCODINGS, "p-rope")
+#: runs whose model has RoPE layers, so the eval-time scalings apply
+ROTARY_RUNS: tuple[str, ...] = ("rope", "rope-nope4", "p-rope")
+#: rotary runs with full RoPE, where the training-free extensions apply
+EXTENDABLE_RUNS: tuple[str, ...] = ("rope", "rope-nope4")
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything that defines a study; ``out_dir`` files are only reused when this matches."""
 
-    encodings: tuple[str, ...] = ("nope", "learned", "sinusoidal", "alibi", "rope")
+    encodings: tuple[str, ...] = ("nope", "learned", "sinusoidal", "alibi", "rope", "rope-nope4")
     seeds: tuple[int, ...] = (0, 1, 2)
     train_len: int = 128
     multiples: tuple[int, ...] = (1, 2, 4, 8)
     scalings: tuple[str, ...] = ("linear", "ntk", "dynamic", "yarn")
+    # training-free extensions (ropekit.extension) evaluated on the full-RoPE runs
+    extensions: tuple[str, ...] = EXTENSION_VARIANTS
     scale_factor: float | None = None  # None: factor = C / L at each context C
     scaled_protocols: tuple[str, ...] = ("same_target", "nonoverlap", "sliding")
     p_rope: float = 0.75
@@ -72,8 +82,12 @@ class StudyConfig:
             check_choice("encodings", e, RUN_NAMES)
         for s in self.scalings:
             check_choice("scalings", s, [m for m in EVAL_SCALINGS if m != "none"])
+        for x in self.extensions:
+            check_choice("extensions", x, EXTENSION_VARIANTS)
         if not self.seeds:
             raise ValueError("seeds must name at least one seed.")
+        for e in self.encodings:
+            _model_config(self, e)  # fail before any training (e.g. rope-nope4 with n_layers=1)
 
     @property
     def contexts(self) -> tuple[int, ...]:
@@ -87,6 +101,10 @@ def _model_config(cfg: StudyConfig, name: str):  # -> ModelConfig
         d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
         encoding="rope" if name == "p-rope" else name, train_len=cfg.train_len, max_len=max(cfg.contexts),
         rope_base=cfg.rope_base, rope_fraction=cfg.p_rope if name == "p-rope" else 1.0,
+        # pure-torch rotation, not "auto": auto takes the optional C kernel once it is built, which rounds
+        # differently in the last bits (training amplifies that); a study must not depend on a compiler being
+        # present. Costs ~5% of a training step here.
+        rope_backend="reference",
     )
 
 
@@ -111,7 +129,9 @@ def _eval_fingerprint(cfg: StudyConfig, n_tokens: int) -> dict[str, Any]:
 
 
 def _variants(cfg: StudyConfig, name: str) -> list[str]:
-    return ["none", *cfg.scalings] if name in ("rope", "p-rope") else ["none"]
+    if name not in ROTARY_RUNS:
+        return ["none"]
+    return ["none", *cfg.scalings, *(cfg.extensions if name in EXTENDABLE_RUNS else ())]
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None, progress: bool = True,
@@ -159,16 +179,22 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
             protos = plan.spans if variant == "none" else {p: plan.spans[p] for p in cfg.scaled_protocols}
             sub = EvalPlan(plan.contexts, protos, {p: plan.n_units[p] for p in protos})
             hook = None
-            if variant != "none":
-                enc = model.encoding
+            enc = model.encoding
+            if variant in EXTENSION_VARIANTS:
+                assert isinstance(enc, Rotary)
+
+                def hook(c: int, enc: Rotary = enc, variant: str = variant) -> None:
+                    enc.set_extension(study_extension(variant, c, cfg.train_len))
+            elif variant != "none":
                 assert isinstance(enc, Rotary)
 
                 def hook(c: int, enc: Rotary = enc, variant: str = variant) -> None:
                     enc.set_scaling(variant, cfg.scale_factor or c / cfg.train_len)
             with torch.no_grad():
                 res = evaluate_plan(model, stream, sub, dist=dist, batch_tokens=cfg.batch_tokens, before_context=hook)
-            if variant != "none":
-                model.encoding.set_scaling("none")
+            if isinstance(enc, Rotary):
+                enc.set_extension(None)
+                enc.set_scaling("none")
             saved["variants"][variant] = {p: {str(c): v for c, v in d.items()} for p, d in res.items()}
             if dist.is_main:
                 write_json(saved, run_dir / "eval.json")
@@ -192,7 +218,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
 
 
 #: settings that only choose WHICH runs / variants exist: a study can grow by more of them and reuse the rest
-_GROWABLE = ("encodings", "seeds", "scalings")
+_GROWABLE = ("encodings", "seeds", "scalings", "extensions")
 
 
 def _shared(d: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""Extension configs: validation errors name the argument, position maps obey their definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ropekit
+from ropekit.extension import (
+    EXTENSIONS,
+    DualChunk,
+    DynamicYaRN,
+    LeakyReRoPE,
+    ReRoPE,
+    SelfExtend,
+    extension_from_name,
+)
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: SelfExtend(group_size=0, window=8), "group_size"),
+    (lambda: SelfExtend(group_size=2.0, window=8), "group_size"),
+    (lambda: SelfExtend(group_size=2, window=0), "window"),
+    (lambda: SelfExtend(group_size=2, window=8, compat="vllm"), "compat"),
+    (lambda: SelfExtend(group_size=2, window=8, compat="llama.cpp"), "llama.cpp"),
+    (lambda: DualChunk(chunk_size=8, local_size=8), "local_size"),
+    (lambda: DualChunk(chunk_size=1, local_size=1), "chunk_size"),
+    (lambda: ReRoPE(window=0), "window"),
+    (lambda: LeakyReRoPE(window=8, slope=0.5), "slope"),
+    (lambda: LeakyReRoPE(window=8, slope=float("nan")), "slope"),
+    (lambda: DynamicYaRN(original_max_position_embeddings=0), "original_max_position_embeddings"),
+    (lambda: DynamicYaRN(original_max_position_embeddings=64, beta_fast=1.0, beta_slow=2.0), "beta_fast"),
+    (lambda: extension_from_name("self_extend", group_size=2, window=8), "self-extend"),
+])
+def test_bad_parameters_raise(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+@pytest.mark.parametrize(("method", "match"), [
+    (SelfExtend(group_size=4, window=2048), "window"),
+    (ReRoPE(window=4096), "window"),
+    (DualChunk(chunk_size=4096, local_size=64), "chunk_size"),
+])
+def test_parameters_must_fit_the_trained_context(method, match):
+    with pytest.raises(ValueError, match=match):
+        method.check_context(2048)
+    method.check_context(1 << 20)
+    method.check_context(None)
+
+
+def test_configs_are_frozen_keyword_only():
+    with pytest.raises(TypeError):
+        SelfExtend(4, 8)  # type: ignore[misc]
+    se = SelfExtend(group_size=4, window=8)
+    with pytest.raises(AttributeError):
+        se.window = 3  # type: ignore[misc]
+    assert set(EXTENSIONS) == {"self-extend", "dca", "rerope", "leaky-rerope", "dynamic-yarn"}
+    assert ropekit.SelfExtend is SelfExtend and ropekit.DualChunk is DualChunk
+
+
+def _pairs(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    return i, j, j <= i
+
+
+def test_identity_settings_keep_exact_distances():
+    i, j, causal = _pairs(200)
+    d = (i - j).double()
+    for m in (SelfExtend(group_size=1, window=5), ReRoPE(window=200), LeakyReRoPE(window=20, slope=1.0),
+              DynamicYaRN(original_max_position_embeddings=64)):
+        assert torch.equal(m.relative(i, j)[causal], d[causal]), m
+
+
+def test_self_extend_is_continuous_at_the_window_and_bounded():
+    i, j, causal = _pairs(300)
+    se = SelfExtend(group_size=4, window=16)
+    r = se.relative(i, j)
+    d = i - j
+    assert torch.equal(r[causal & (d < 16)], d[causal & (d < 16)].double())
+    # the grouped distance never runs backwards and never jumps by more than one group step
+    assert float(r[causal].max()) <= 299 // 4 + 16 - 16 // 4
+    assert float((r[causal & (d >= 16)] - 16).min()) >= -1
+
+
+def test_dca_distances_never_exceed_the_chunk_and_are_exact_locally():
+    i, j, causal = _pairs(400)
+    dca = DualChunk(chunk_size=48, local_size=12)
+    r, d = dca.relative(i, j), (i - j).double()
+    assert float(r[causal].max()) <= 48 and float(r[causal].min()) >= 0
+    same = causal & (i // 36 == j // 36)
+    assert torch.equal(r[same], d[same])
+    # a query sees the previous chunk's keys at their exact distance while that stays within local_size
+    near = causal & (i // 36 - j // 36 == 1) & (i % 36 < 12)
+    assert torch.equal(r[near], d[near])
+
+
+def test_leaky_rerope_grows_with_slope_beyond_the_window():
+    i, j, causal = _pairs(100)
+    m = LeakyReRoPE(window=10, slope=4.0)
+    r, d = m.relative(i, j), (i - j).double()
+    far = causal & (d >= 10)
+    assert torch.allclose(r[far], 10 + (d[far] - 10) / 4)
+    assert float(ReRoPE(window=10).relative(i, j)[causal].max()) == 10
+
+
+def test_dynamic_yarn_factor_follows_the_length():
+    m = DynamicYaRN(original_max_position_embeddings=64)
+    rope = ropekit.RopeConfig(head_dim=16)
+    assert m.rope_at(rope, 64) is rope
+    got = m.rope_at(rope, 160)
+    assert got.scaling == ropekit.YaRN(factor=2.5, original_max_position_embeddings=64)
+    with pytest.raises(ValueError, match="already scales"):
+        m.rope_at(rope.replace(scaling=ropekit.Linear(factor=2.0)), 160)
