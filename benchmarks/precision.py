@@ -1,6 +1,6 @@
 """Measure ropekit's exactness and precision (not a test; prints a table and writes JSON).
 
-For every config of the exactness grid (tests/core/hf_grid.py): max relative error of inv_freq vs
+For every config of the exactness grid (ropekit.testing.hf_grid): max relative error of inv_freq vs
 transformers' ROPE_INIT_FUNCTIONS (fp32 in HF), attention factor difference, and the max absolute
 cos/sin error vs a float64 reference at positions up to 2**20 — next to what fp32 angles would give.
 
@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ropekit import RopeConfig
-from tests.core.hf_grid import GRID, grid_config
-from tests.core.test_frequencies_hf import hf_frequencies
+from ropekit.testing.hf_grid import GRID, grid_config, hf_frequencies
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ The fused backends want float32 (or float64) tables and are differentiable; ``in
 overwrites q and k (a view of a fused qkv tensor included).
 
 The fused backends are registered as thin wrappers that import :mod:`ropekit.kernels.dispatch` on
-their first call, so ``import ropekit`` never imports triton.
+their first call, so ``import ropekit`` never imports triton. Position arguments are checked in one
+place, :func:`ropekit.core.positions.token_positions`, whichever backend runs.
 """
 
 from __future__ import annotations
@@ -46,18 +47,20 @@ def _reference(q, k, cos_table, sin_table, *, inplace: bool = False, **kw):  # t
 BACKENDS["reference"] = _reference
 
 
-def _lazy_backend(name: str) -> RotateFn:
+def _fused(name: str) -> RotateFn:
+    # Defers `import ropekit.kernels.dispatch` (and with it torch.library registration, triton) to the first
+    # call; dispatch.BACKENDS is the one registry of the fused backends.
     def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-        from ropekit.kernels import dispatch
+        from ropekit.kernels.dispatch import BACKENDS as FUSED
 
-        return getattr(dispatch, name)(*args, **kwargs)
+        return FUSED[name](*args, **kwargs)
 
-    call.__name__ = name
+    call.__name__ = f"rotate_{name}"
     return call
 
 
-BACKENDS["triton"] = _lazy_backend("rotate_triton")
-BACKENDS["cpu"] = _lazy_backend("rotate_cpu")
+BACKENDS["triton"] = _fused("triton")
+BACKENDS["cpu"] = _fused("cpu")
 
 
 @functools.cache

@@ -189,16 +189,10 @@ def hf_directory(src: ModelSource, cache: str | os.PathLike[str] | None = None) 
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; strings are validated by torch."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device={device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:1').") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available on this machine.")
-    return dev
+    """``None`` -> CUDA when available, else CPU; see :func:`ropekit.devices.resolve_device`."""
+    from ropekit.devices import resolve_device
+
+    return resolve_device(device)
 
 
 def load_model(

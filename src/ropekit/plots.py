@@ -6,9 +6,10 @@ functions, with the non-interactive Agg backend, so importing ropekit never need
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from ropekit.io import atomic_write
 
 __all__ = ["plot_eval", "plot_study", "plot_wavelengths"]
 
@@ -25,14 +26,11 @@ def _pyplot() -> Any:
 
 
 def _save(plt: Any, fig: Any, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` atomically (tmp + replace: a killed run never leaves half a PNG)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    """Write ``fig`` to ``path`` atomically (a killed run never leaves half a PNG)."""
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
 
 
 # -- inspect: wavelength per pair ----------------------------------------------------------------------
@@ -125,7 +123,8 @@ def plot_study(results: dict[str, Any], path: str | Path) -> Path:
 
 def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
     """Left: perplexity per position bucket (log scale, 95% bootstrap CI band), one line per method, the
-    trained context L marked. Right: passkey accuracy heatmap (method x length|depth). ``summary`` comes
+    trained context L marked. Right: passkey accuracy heatmap (method x length|depth), each cell annotated with
+    correct/trials and the mean teacher-forced key log-probability (nats per digit). ``summary`` comes
     from :func:`ropekit.eval.runner.summarize`. Written atomically (tmp + replace)."""
 
     plt = _pyplot()
@@ -159,10 +158,11 @@ def plot_eval(summary: dict[str, Any], path: str | Path) -> Path:
         for i, lab in enumerate(labels):
             for j, k in enumerate(keys):
                 c = methods[lab]["passkey"].get(k)
-                if c is not None:
-                    ax2.text(j, i, f"{c['correct']}/{c['trials']}", ha="center", va="center", fontsize=9,
+                if c is not None:  # accuracy, and the continuous score that separates methods with equal counts
+                    lp = f"\n{c['logprob_per_digit']:.2f}" if "logprob_per_digit" in c else ""
+                    ax2.text(j, i, f"{c['correct']}/{c['trials']}{lp}", ha="center", va="center", fontsize=8,
                              color="white" if c["accuracy"] > 0.8 or c["accuracy"] < 0.2 else "black")
-        ax2.set_title("passkey accuracy (length, depth)")
+        ax2.set_title("passkey accuracy (length, depth)\nbelow: key log-prob, nats/digit, mean of trials", fontsize=9)
         fig.colorbar(im, ax=ax2, fraction=0.046)
     fig.tight_layout()
     return _save(plt, fig, path)

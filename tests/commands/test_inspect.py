@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ropekit.cli import main
-from tests.core.hf_grid import LLAMA31_8B, phi3_mini_128k
+from ropekit.testing.hf_grid import LLAMA31_8B, phi3_mini_128k
 
 
 @pytest.fixture

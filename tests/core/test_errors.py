@@ -8,7 +8,7 @@ import torch
 import ropekit
 from ropekit import RopeConfig
 from ropekit.core.frequencies import compute_frequencies
-from ropekit.core.reference import apply_rotary_ref, rotate_qk_ref
+from ropekit.core.reference import rotate_gathered, rotate_qk_ref
 
 CFG = RopeConfig(head_dim=16)
 COS, SIN = CFG.cos_sin_table(32)
@@ -29,7 +29,7 @@ def test_rotary_dim_larger_than_head_dim() -> None:
     with pytest.raises(ValueError, match=r"rotary_dim must be in \[2, head_dim=16\]"):
         RopeConfig(head_dim=16, rotary_dim=32)
     with pytest.raises(ValueError, match="rotary_dim"):
-        apply_rotary_ref(torch.randn(1, 2, 1, 8), torch.ones(2, 8), torch.zeros(2, 8))
+        rotate_gathered(torch.randn(1, 2, 1, 8), torch.ones(2, 8), torch.zeros(2, 8))
 
 
 def test_partial_factor_out_of_range_or_inconsistent() -> None:
@@ -78,7 +78,7 @@ def test_negative_positions_and_offsets() -> None:
 
 def test_positions_beyond_the_table() -> None:
     q, k = qk()
-    with pytest.raises(ValueError, match=r"must be < 32 \(the cos/sin table length\)"):
+    with pytest.raises(ValueError, match=r"must be < 32 \(the cos/sin table has 32 rows\)"):
         rotate_qk_ref(q, k, COS, SIN, offset=30)
 
 

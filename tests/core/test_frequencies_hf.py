@@ -8,31 +8,13 @@ import pytest
 import torch
 
 from ropekit import RopeConfig
-from tests.core.hf_grid import GRID, grid_config
+from ropekit.testing.hf_grid import GRID, grid_config, hf_frequencies
 
 transformers = pytest.importorskip("transformers")
-from transformers import AutoConfig  # noqa: E402
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
 
 # HF computes in float32; ropekit in float64. Agreement to a few fp32 ulps is exactness here.
 RTOL = 4 * torch.finfo(torch.float32).eps
-
-
-def hf_frequencies(d: dict, seq_len: int | None) -> tuple[torch.Tensor, float]:
-    """What transformers itself computes for this config.json dict."""
-    d = dict(d)
-    model_type = d.pop("model_type")
-    cfg = AutoConfig.for_model(model_type, **d)
-    params = cfg.rope_parameters
-    rope_type = params.get("rope_type", "default")
-    if rope_type == "default":
-        if model_type == "gpt_neox":
-            from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbedding as R
-        else:
-            from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding as R
-        return R.compute_default_rope_parameters(cfg)
-    kw = {} if seq_len is None else {"seq_len": seq_len}
-    return ROPE_INIT_FUNCTIONS[rope_type](cfg, "cpu", **kw)
 
 
 CASES = [(name, s) for name, (_, seqs) in GRID.items() for s in seqs]

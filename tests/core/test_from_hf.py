@@ -6,7 +6,7 @@ import pytest
 
 import ropekit
 from ropekit import RopeConfig
-from tests.core.hf_grid import GPT_NEOX_20B, LLAMA31_8B, phi3_mini_128k
+from ropekit.testing.hf_grid import GPT_NEOX_20B, LLAMA31_8B, phi3_mini_128k
 
 transformers = pytest.importorskip("transformers")
 

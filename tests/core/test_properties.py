@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ropekit import RopeConfig
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 
 pos_st = st.integers(0, 2**20)
 dims = st.sampled_from([4, 8, 16, 64])
@@ -18,7 +18,7 @@ SETTINGS = settings(max_examples=40, deadline=None)
 
 def rot(x: torch.Tensor, cfg: RopeConfig, p: int, sign: int = 1) -> torch.Tensor:
     ang = cfg.inv_freq() * p * sign
-    return apply_rotary_ref(x, ang.cos()[None], ang.sin()[None], layout=cfg.layout)
+    return rotate_gathered(x, ang.cos()[None], ang.sin()[None], layout=cfg.layout)
 
 
 def vec(seed: int, d: int) -> torch.Tensor:

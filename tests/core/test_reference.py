@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ropekit import RopeConfig
-from ropekit.core.reference import apply_rotary_ref, rotate_qk_ref
+from ropekit.core.reference import rotate_gathered, rotate_qk_ref
 
 llama = pytest.importorskip("transformers.models.llama.modeling_llama")
 gptj = pytest.importorskip("transformers.models.gptj.modeling_gptj")
@@ -59,7 +59,7 @@ def test_interleaved_layout_equals_gptj(dtype: torch.dtype, rotary_dim: int) -> 
     c, s = cfg.cos_sin(pos)
     rot = gptj.apply_rotary_pos_emb(x[..., :rotary_dim].float(), s, c)
     ref = torch.cat((rot.to(dtype), x[..., rotary_dim:]), -1)
-    torch.testing.assert_close(apply_rotary_ref(x, c, s, layout="interleaved"), ref, **tol(dtype))
+    torch.testing.assert_close(rotate_gathered(x, c, s, layout="interleaved"), ref, **tol(dtype))
 
 
 def test_gqa_positions_per_batch_and_offsets_agree() -> None:
@@ -98,7 +98,7 @@ def test_proportional_passes_unused_pairs_through_both_halves() -> None:
     cfg = RopeConfig(head_dim=16, scaling=Proportional(partial_rotary_factor=0.5))
     c, s = cfg.cos_sin(torch.arange(3, 4))
     x = torch.randn(1, 1, 1, 16)
-    y = apply_rotary_ref(x, c, s)
+    y = rotate_gathered(x, c, s)
     # pairs 4..7 (channels 4-7 and 12-15) have frequency 0: untouched
     torch.testing.assert_close(y[..., 4:8], x[..., 4:8], rtol=0, atol=0)
     torch.testing.assert_close(y[..., 12:16], x[..., 12:16], rtol=0, atol=0)
@@ -111,7 +111,7 @@ def test_gradcheck_float64(layout: str) -> None:
     c, s = cfg.cos_sin(torch.arange(4))
     c, s = c.double(), s.double()
     x = torch.randn(1, 4, 2, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: apply_rotary_ref(t, c, s, layout=layout), (x,))
+    assert torch.autograd.gradcheck(lambda t: rotate_gathered(t, c, s, layout=layout), (x,))
 
 
 def test_math_is_fp32_for_bf16_inputs() -> None:
@@ -119,6 +119,6 @@ def test_math_is_fp32_for_bf16_inputs() -> None:
     cfg = RopeConfig(head_dim=64)
     c, s = cfg.cos_sin(torch.arange(1000, 1010))
     x = torch.randn(1, 10, 2, 64).bfloat16()
-    y = apply_rotary_ref(x, c, s)
-    ref = apply_rotary_ref(x.float(), c, s).bfloat16()
+    y = rotate_gathered(x, c, s)
+    ref = rotate_gathered(x.float(), c, s).bfloat16()
     assert torch.equal(y, ref)

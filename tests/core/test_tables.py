@@ -7,7 +7,7 @@ import torch
 
 from ropekit import RopeConfig
 from ropekit.core.tables import cos_sin, cos_sin_table
-from tests.core.hf_grid import GRID, grid_config
+from ropekit.testing.hf_grid import GRID, grid_config
 
 POS = torch.cat([torch.arange(0, 4096), torch.randint(0, 2**20, (4096,), generator=torch.Generator().manual_seed(0)),
                  torch.arange(2**20 - 512, 2**20)])

@@ -119,3 +119,13 @@ def test_cli_bad_input_exit_2(tmp_path, capsys, argv) -> None:
     argv = [a.replace("{dir}", str(tmp_path)).replace("{cfg}", cfg) for a in argv]
     assert main(argv) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_gemma3_legacy_keys_are_no_false_alarm(tmp_path, capsys) -> None:
+    """Gemma-3 1B+ configs ship rope_scaling (linear x8) + rope_local_base_freq: the scaling is the global layers',
+    the sliding layers rotate unscaled at the local base (what transformers does), so nothing is wrong."""
+    cfg = {"model_type": "gemma3_text", "hidden_size": 640, "num_attention_heads": 4, "num_key_value_heads": 1,
+           "head_dim": 256, "num_hidden_layers": 6, "max_position_embeddings": 131072, "sliding_window": 512,
+           "layer_types": ["sliding_attention"] * 5 + ["full_attention"], "rope_theta": 1000000.0,
+           "rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}
+    assert main(["doctor", _write(tmp_path, cfg), "--context", "131072"]) == 0, capsys.readouterr().out

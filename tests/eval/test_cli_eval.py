@@ -37,7 +37,7 @@ def test_quick_eval_real_model(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "perplexity by position, 9216-token windows" in table and "passkey" in table
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["context"] == 8192 and set(summary["methods"]) == {"none", "yarn@2"}
+    assert summary["context"] == 8192 and set(summary["methods"]) == {"none", "yarn@2", "self-extend@2", "dca"}
     none = summary["methods"]["none"]["ppl"]["9216"]
     yarn = summary["methods"]["yarn@2"]["ppl"]["9216"]
     assert [b["label"] for b in none] == ["0k-4k", "4k-8k", "8k-9k"]
@@ -46,7 +46,18 @@ def test_quick_eval_real_model(tmp_path, capsys):
     assert none[0]["ppl"] != yarn[0]["ppl"]
     assert (out / "eval.png").stat().st_size > 10_000
     cells = json.loads((out / "results.json").read_text())["cells"]
-    assert len(cells) == 4  # 2 methods x (1 window + 1 passkey trial)
+    assert len(cells) == 4 * (1 + 8)  # 4 methods x (1 window + 8 passkey trials)
+    assert "key log-probability under teacher forcing" in table
+    pk = summary["methods"]["none"]["passkey"]["2048|0.98"]
+    assert pk["trials"] == 8 and pk["logprob_lo95"] <= pk["logprob_per_digit"] <= pk["logprob_hi95"] <= 0
     # rerun: everything is already done, nothing is recomputed
     assert main(["eval", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert json.loads((out / "results.json").read_text())["cells"] == cells
+
+
+def test_missing_prose_genre_exits_2_naming_the_install(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["eval", "--text", "kjv", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "apt-get install bible-kjv" in capsys.readouterr().err

@@ -42,6 +42,8 @@ def plan(tiny_dir, doc, out, **kw):
         (dict(passkey_lengths=(10,)), ValueError, "passkey_lengths must be >= 128"),
         (dict(passkey_depths=(1.5,)), ValueError, r"depths must be in \[0, 1\]"),
         (dict(windows=-1), ValueError, "windows must be an int >= 0"),
+        (dict(passkey_reuse="yes"), TypeError, "passkey_reuse must be True or False"),
+        (dict(text="prose"), FileNotFoundError, r"genres: stdlib, kjv"),
         (dict(model="smollm-135"), ValueError, "not a known model name"),
         (dict(text="/nonexistent/corpus.txt"), FileNotFoundError, "neither 'stdlib' nor an existing file"),
         (dict(methods=("longrope",)), ValueError, "'longrope' needs the model's own LongRoPE"),
@@ -96,11 +98,53 @@ def test_run_resume_and_summary(tiny_dir, doc, tmp_path, monkeypatch):
     pk = summary["methods"]["none"]["passkey"]
     assert set(pk) == {"300|0", "300|1"} and all(c["trials"] == 1 and 0 <= c["lo95"] <= c["hi95"] <= 1
                                                   for c in pk.values())
+    assert all(c["logprob_lo95"] == c["logprob_per_digit"] == c["logprob_hi95"] < 0 for c in pk.values())
     assert summary["methods"]["none"]["ppl"]["96"] != summary["methods"]["yarn@2"]["ppl"]["96"]
 
     # a third run has nothing to do
     monkeypatch.setattr(store_mod.ResultStore, "put", lambda *a: pytest.fail("finished cell recomputed"))
     run_plan(p, progress=False)
+
+
+def test_passkey_trials_resume_inside_a_group_and_summarise_with_cis(tiny_dir, doc, tmp_path, monkeypatch):
+    from ropekit.eval import store as store_mod
+
+    kw = dict(methods=("none", "yarn"), windows=0, passkey_depths=(0.5,), passkey_trials=4)
+    p = prepare(plan(tiny_dir, doc, tmp_path / "out", **kw))
+    keys = [k for k, _, _ in runner._cells(p)]
+    assert keys[:4] == [f"passkey|none|len300|d0.5|t{t}" for t in range(4)]  # trials of a group run together
+    real_put, calls = store_mod.ResultStore.put, []
+
+    def put_then_die(self, key, rec):
+        real_put(self, key, rec)
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_mod.ResultStore, "put", put_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(p, progress=False)
+    monkeypatch.undo()
+    store = run_plan(p, progress=False)  # the remaining two trials prefill the shared prefix again
+    whole = run_plan(prepare(plan(tiny_dir, doc, tmp_path / "out2", **kw)), progress=False)
+    for k in keys:
+        a, b = store.get(k), whole.get(k)
+        assert (a["key"], a["answer"], a["key_logprob"]) == (b["key"], b["answer"], pytest.approx(b["key_logprob"]))
+    assert "prefix_seconds" in store.get(keys[2]) and all(store.get(k)["peak_gib"] > 0 for k in keys)
+    cell = summarize(p, store)["methods"]["yarn@2"]["passkey"]["300|0.5"]
+    scores = [store.get(f"passkey|yarn@2|len300|d0.5|t{t}")["key_logprob_per_digit"] for t in range(4)]
+    assert cell["trials"] == 4 and cell["logprob_per_digit"] == pytest.approx(sum(scores) / 4)
+    assert min(scores) <= cell["logprob_lo95"] < cell["logprob_hi95"] <= max(scores)
+
+    # a record of an older ropekit (no teacher-forced score) is recomputed; full-prefill cells are keyed apart
+    store.cells[keys[0]].pop("key_logprob")
+    store.save()
+    rerun = []
+    monkeypatch.setattr(store_mod.ResultStore, "put", lambda self, k, r: (rerun.append(k), real_put(self, k, r)))
+    run_plan(p, progress=False)
+    assert rerun == [keys[0]]
+    full = prepare(plan(tiny_dir, doc, tmp_path / "out", passkey_reuse=False, **kw))
+    assert all(k.endswith("|full") for k, _, _ in runner._cells(full))
 
 
 def test_results_of_another_model_are_not_mixed(tiny_dir, doc, tmp_path):

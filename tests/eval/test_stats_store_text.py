@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from ropekit.eval.stats import block_bootstrap_ppl, wilson_interval
+from ropekit.eval.stats import block_bootstrap_ppl, bootstrap_mean, wilson_interval
 from ropekit.eval.store import ResultStore, atomic_write_text
 from ropekit.eval.text import resolve_text, token_windows
 from tests.patching.tiny import byte_tokenizer
@@ -41,6 +41,25 @@ def test_block_bootstrap():
         block_bootstrap_ppl([1.0], [1, 2])
     with pytest.raises(ValueError, match="count must be >= 1"):
         block_bootstrap_ppl([1.0, 1.0], [1, 0])
+
+
+def test_bootstrap_mean():
+    vals = [-0.1, -0.3, -2.0, -0.2, -0.05, -1.1, -0.4, -0.6]
+    m, lo, hi = bootstrap_mean(vals)
+    assert m == pytest.approx(sum(vals) / 8) and min(vals) < lo < m < hi < max(vals)
+    assert bootstrap_mean(vals) == (m, lo, hi) and bootstrap_mean(vals, seed=1) != (m, lo, hi)  # seeded
+    # the interval is the spread of the mean: about sd / sqrt(n) wide on each side, narrower with more trials
+    sd = torch.tensor(vals, dtype=torch.float64).std().item()
+    assert 0.5 * 1.96 * sd / 8**0.5 < (hi - lo) / 2 < 1.5 * 1.96 * sd / 8**0.5
+    _, lo4, hi4 = bootstrap_mean(vals * 4)
+    assert hi4 - lo4 < hi - lo
+    assert bootstrap_mean([-0.5]) == (-0.5, -0.5, -0.5) and bootstrap_mean([-1.0] * 5)[1:] == (-1.0, -1.0)
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_mean([])
+    with pytest.raises(ValueError, match="must be finite"):
+        bootstrap_mean([-1.0, float("-inf")])
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        bootstrap_mean([1.0, 2.0], level=95)
 
 
 def test_store_atomic_and_resumable(tmp_path, monkeypatch):

@@ -112,3 +112,14 @@ def test_dynamic_yarn_factor_follows_the_length():
     assert got.scaling == ropekit.YaRN(factor=2.5, original_max_position_embeddings=64)
     with pytest.raises(ValueError, match="already scales"):
         m.rope_at(rope.replace(scaling=ropekit.Linear(factor=2.0)), 160)
+
+
+@pytest.mark.parametrize("g,w,ctx", [(3, 64, 128), (4, 1024, 8192), (5, 7, 50), (1, 16, 64)])
+def test_self_extend_capacity_is_tight(g, w, ctx):
+    """capacity(ctx) is the longest n whose largest placed distance stays below ctx (window not a multiple of G too)."""
+    import torch
+
+    se = SelfExtend(group_size=g, window=w)
+    n = se.capacity(ctx)
+    last = torch.tensor([[n - 1]]), torch.tensor([[n]])
+    assert float(se.relative(last[0], torch.tensor([[0]]))) < ctx <= float(se.relative(last[1], torch.tensor([[0]])))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ropekit
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.interop import from_gguf, from_hf, load_rope_config, permute_qk, to_gguf_metadata, write_gguf_rope
 from ropekit.interop.gguf import to_gguf_tensors
 
@@ -53,7 +53,7 @@ def test_real_weights_are_interleaved_permutation_of_hf(smollm2_gguf):
                 w_t = torch.from_numpy(w.copy())
             y = (x @ w_t.double().T).reshape(1, 7, heads, 64)
             c = cfg.replace(layout=layout)
-            qk.append(apply_rotary_ref(y, *c.cos_sin(pos), layout=layout))
+            qk.append(rotate_gathered(y, *c.cos_sin(pos), layout=layout))
         q, k = qk
         k = k.repeat_interleave(3, dim=2)
         scores.append(torch.einsum("bqhd,bkhd->bhqk", q, k))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ropekit
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.interop import layout_permutation, permute_qk
 
 N_HEADS, N_KV, HD, D_MODEL = 6, 2, 16, 40
@@ -25,12 +25,12 @@ def test_projection_then_rope_commutes_with_permutation(src, dst, rotary_dim):
     for name, heads in (("q", N_HEADS), ("k", N_KV)):  # GQA: k uses the kv-head count
         w = torch.randn(heads * HD, D_MODEL, dtype=torch.float64)
         b = torch.randn(heads * HD, dtype=torch.float64)
-        ref = apply_rotary_ref((x @ w.T + b).reshape(2, 5, heads, HD), cos, sin, layout=src)[..., perm]
+        ref = rotate_gathered((x @ w.T + b).reshape(2, 5, heads, HD), cos, sin, layout=src)[..., perm]
         wp = permute_qk(w, heads, HD, src=src, dst=dst, rotary_dim=rotary_dim)
         bp = permute_qk(b, heads, HD, src=src, dst=dst, rotary_dim=rotary_dim)
-        got = apply_rotary_ref((x @ wp.T + bp).reshape(2, 5, heads, HD), cos, sin, layout=dst)
+        got = rotate_gathered((x @ wp.T + bp).reshape(2, 5, heads, HD), cos, sin, layout=dst)
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
-        outs[name] = (got, apply_rotary_ref((x @ w.T + b).reshape(2, 5, heads, HD), cos, sin, layout=src))
+        outs[name] = (got, rotate_gathered((x @ w.T + b).reshape(2, 5, heads, HD), cos, sin, layout=src))
     # attention scores are layout-independent
     (q_dst, q_src), (k_dst, k_src) = outs["q"], outs["k"]
     s_dst = torch.einsum("bqhd,bkhd->bhqk", q_dst, k_dst.repeat_interleave(3, dim=2))

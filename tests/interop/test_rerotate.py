@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ropekit
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.interop import RerotatingKVCache, rerotate
 
 LONG = tuple(1.0 + i / 4 for i in range(8))
@@ -34,9 +34,9 @@ def test_equals_rotating_raw_keys_under_new(name, dtype):
     torch.manual_seed(0)
     k = torch.randn(2, 6, 3, 16, dtype=dtype)
     pos = torch.tensor([[0, 1, 2, 1000, 77_777, 999_999], [5, 6, 7, 8, 9, 10]])
-    k_old = apply_rotary_ref(k, *old.cos_sin(pos), layout=old.layout)
+    k_old = rotate_gathered(k, *old.cos_sin(pos), layout=old.layout)
     got = rerotate(k_old, pos, old=old, new=new)
-    want = apply_rotary_ref(k, *new.cos_sin(pos), layout=new.layout)
+    want = rotate_gathered(k, *new.cos_sin(pos), layout=new.layout)
     assert got.dtype == dtype
     # fp32 tables round cos/sin once (<= 6e-8); two roundings compose to a few 1e-7 per element
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6 * k.abs().max().item())
@@ -47,8 +47,8 @@ def test_positions_near_a_million_keep_float64_delta_precision():
     new = old.replace(base=10000.5)  # tiny frequency change: the delta must come from float64 frequencies
     k = torch.randn(1, 4, 1, 64, dtype=torch.float64)
     pos = torch.tensor([999_996, 999_997, 999_998, 999_999])
-    got = rerotate(apply_rotary_ref(k, *old.cos_sin(pos)), pos, old=old, new=new)
-    torch.testing.assert_close(got, apply_rotary_ref(k, *new.cos_sin(pos)), rtol=0, atol=1e-6 * k.abs().max().item())
+    got = rerotate(rotate_gathered(k, *old.cos_sin(pos)), pos, old=old, new=new)
+    torch.testing.assert_close(got, rotate_gathered(k, *new.cos_sin(pos)), rtol=0, atol=1e-6 * k.abs().max().item())
 
 
 def test_bad_arguments():
@@ -80,8 +80,8 @@ class TinyAttention(torch.nn.Module):
         b, t, _ = x.shape
         pos = torch.arange(start, start + t)
         cos, sin = self.cfg.cos_sin(pos, seq_len=seq_len)
-        q = apply_rotary_ref((x @ self.wq.T).view(b, t, self.h, self.hd), cos, sin)
-        k = apply_rotary_ref((x @ self.wk.T).view(b, t, self.kvh, self.hd), cos, sin)
+        q = rotate_gathered((x @ self.wq.T).view(b, t, self.h, self.hd), cos, sin)
+        k = rotate_gathered((x @ self.wk.T).view(b, t, self.kvh, self.hd), cos, sin)
         v = (x @ self.wv.T).view(b, t, self.kvh, self.hd)
         if cache is not None:
             k, v = cache.update(0, k, v)

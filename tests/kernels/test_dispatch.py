@@ -10,6 +10,7 @@ import torch
 
 from ropekit.core.reference import rotate_qk_ref
 from ropekit.functional import BACKENDS, apply_rotary, pick_backend
+from tests.kernels import kit
 
 
 def test_backends_registered_and_auto_picks_by_device():
@@ -28,12 +29,12 @@ def test_import_ropekit_does_not_import_triton_or_kernels():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_auto_on_cpu_runs_the_cpu_backend(kit, monkeypatch):
+def test_auto_on_cpu_runs_the_cpu_backend(monkeypatch):
     from ropekit.kernels import dispatch
 
     calls = []
-    real = dispatch.rotate_cpu
-    monkeypatch.setattr(dispatch, "rotate_cpu", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = dispatch.BACKENDS["cpu"]
+    monkeypatch.setitem(dispatch.BACKENDS, "cpu", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     q = torch.randn(1, 3, 2, 16)
     cos, sin = kit.tables(16)
     q_out, _ = apply_rotary(q, None, cos, sin)
@@ -42,7 +43,7 @@ def test_auto_on_cpu_runs_the_cpu_backend(kit, monkeypatch):
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_torch_compile_fullgraph_forward_backward(backend, kit, inplace):
+def test_torch_compile_fullgraph_forward_backward(backend, inplace):
     torch._dynamo.reset()
     cos, sin = kit.tables(32, backend.device)
     pos = torch.tensor([[5, 0, 63], [1, 2, 3]], device=backend.device)
@@ -64,7 +65,7 @@ def test_torch_compile_fullgraph_forward_backward(backend, kit, inplace):
     kit.assert_close(y.grad, yr.grad, torch.float32, "y grad")
 
 
-def test_custom_op_opcheck(kit):
+def test_custom_op_opcheck():
     from ropekit.kernels import autograd  # noqa: F401  (registers the ops)
 
     cos, sin = kit.tables(16)
@@ -74,7 +75,7 @@ def test_custom_op_opcheck(kit):
     torch.library.opcheck(torch.ops.ropekit.rotary_.default, (q.clone(), k.clone(), *args))
 
 
-def test_cpu_inplace_allocates_no_large_buffer(kit):
+def test_cpu_inplace_allocates_no_large_buffer():
     """In place, the CPU path allocates chunk-sized buffers only: nothing near the 32 MiB of q."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -7,6 +7,7 @@ import torch
 
 from ropekit.core.reference import rotate_qk_ref
 from ropekit.functional import apply_rotary
+from tests.kernels import kit
 
 #: (batch, seqlen, q_heads, kv_heads, head_dim, rotary_dim): odd GQA counts, partial rotary, every head_dim.
 CASES = {
@@ -37,7 +38,7 @@ def _inputs(case, mode, dtype, device, kit, seed=0):
 @pytest.mark.parametrize("mode", POS_MODES)
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
-def test_matches_reference_forward_and_backward(backend, kit, layout, case, mode, dtype):
+def test_matches_reference_forward_and_backward(backend, layout, case, mode, dtype):
     q, k, cos, sin, kw, gen = _inputs(case, mode, dtype, backend.device, kit)
     gq = torch.randn(q.shape, generator=gen).to(q)
     gk = torch.randn(k.shape, generator=gen).to(k)

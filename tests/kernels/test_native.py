@@ -16,6 +16,7 @@ import torch
 from ropekit.core.reference import rotate_qk_ref
 from ropekit.functional import apply_rotary
 from ropekit.kernels import cpu, cpu_native
+from tests.kernels import kit
 
 
 def _compiler() -> str | None:
@@ -90,7 +91,7 @@ def test_every_low_precision_value_widens_exactly(dtype):
 @native
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
-def test_nan_and_inf_propagate_like_the_reference(kit, dtype, layout):
+def test_nan_and_inf_propagate_like_the_reference(dtype, layout):
     q = torch.randn(2, 3, 2, 16).to(dtype)
     q[0, 1, 0, 3] = float("nan")
     q[1, 2, 1, 0] = float("inf")
@@ -113,7 +114,7 @@ def _launch(q, cos, sin, **kw):
 
 @native
 @pytest.mark.parametrize("threads", [1, 2])
-def test_out_of_table_positions_raise_before_any_write(kit, monkeypatch, threads):
+def test_out_of_table_positions_raise_before_any_write(monkeypatch, threads):
     monkeypatch.setattr(cpu_native, "PARALLEL_MIN_ELEMS", 1)
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -140,7 +141,7 @@ def test_out_of_table_positions_raise_before_any_write(kit, monkeypatch, threads
 
 
 @native
-def test_default_thread_split_on_a_large_input(kit, monkeypatch):
+def test_default_thread_split_on_a_large_input(monkeypatch):
     # Large enough for the real (unpatched) threshold, with 2 threads.
     pools = []
     real_pool = cpu_native._pool
@@ -162,7 +163,7 @@ def test_default_thread_split_on_a_large_input(kit, monkeypatch):
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_strided_head_dim_takes_the_torch_path_and_stays_exact(kit, inplace):
+def test_strided_head_dim_takes_the_torch_path_and_stays_exact(inplace):
     # head_dim not contiguous: the kernel declines it (launch returns False) and the torch path runs.
     base = torch.randn(2, 5, 3, 16).transpose(-1, -2).contiguous().transpose(-1, -2)
     assert base.stride(-1) != 1
@@ -180,7 +181,7 @@ def test_available_is_false_for_unsupported_dtypes():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_float64_tables_take_the_torch_path_and_stay_exact(kit, dtype):
+def test_float64_tables_take_the_torch_path_and_stay_exact(dtype):
     # The kernel reads fp32 tables; a float64 one goes to the torch path, which rounds only the rows it uses.
     cos, sin = (t.double() for t in kit.tables(16))
     q = torch.randn(2, 5, 3, 16).to(dtype)

@@ -7,6 +7,7 @@ import torch
 
 from ropekit.core.reference import rotate_qk_ref
 from ropekit.functional import apply_rotary
+from tests.kernels import kit
 
 DTYPES = (torch.float32, torch.bfloat16)
 
@@ -19,7 +20,7 @@ def _qkv(device, dtype, batch=2, seqlen=5, hq=7, hkv=3, d=80, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
-def test_slices_of_fused_qkv(backend, kit, layout, dtype):
+def test_slices_of_fused_qkv(backend, layout, dtype):
     qkv, q, k = _qkv(backend.device, dtype)
     assert not q.is_contiguous() and not k.is_contiguous()
     cos, sin = kit.tables(48, backend.device)
@@ -38,7 +39,7 @@ def test_slices_of_fused_qkv(backend, kit, layout, dtype):
     assert torch.equal(qkv[..., 48:], before[..., 48:]), "the partial-rotary tail must not be touched"
 
 
-def test_transposed_view_and_backward(backend, kit):
+def test_transposed_view_and_backward(backend):
     # (batch, heads, seqlen, head_dim) storage seen as (batch, seqlen, heads, head_dim).
     gen = torch.Generator().manual_seed(1)
     q = torch.randn(2, 4, 6, 64, generator=gen).to(backend.device).transpose(1, 2).requires_grad_()
@@ -55,7 +56,7 @@ def test_transposed_view_and_backward(backend, kit):
 
 
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
-def test_inplace_autograd_on_non_leaf(backend, kit, layout):
+def test_inplace_autograd_on_non_leaf(backend, layout):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, 3, 64, generator=gen).to(backend.device).requires_grad_()
     y = torch.randn(2, 5, 1, 64, generator=gen).to(backend.device).requires_grad_()
@@ -74,7 +75,7 @@ def test_inplace_autograd_on_non_leaf(backend, kit, layout):
     kit.assert_close(y.grad, yr.grad, torch.float32, "y grad")
 
 
-def test_inplace_on_leaf_requiring_grad_raises(backend, kit):
+def test_inplace_on_leaf_requiring_grad_raises(backend):
     q = torch.randn(1, 2, 1, 8, device=backend.device, requires_grad=True)
     cos, sin = kit.tables(8, backend.device)
     with pytest.raises(RuntimeError, match="in-place"):
@@ -82,7 +83,7 @@ def test_inplace_on_leaf_requiring_grad_raises(backend, kit):
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_k_none(backend, kit, inplace):
+def test_k_none(backend, inplace):
     q = torch.randn(3, 4, 5, 64).to(backend.device)
     cos, sin = kit.tables(64, backend.device)
     q_ref, _ = rotate_qk_ref(q, None, cos, sin, offset=2, layout="interleaved")
@@ -92,7 +93,7 @@ def test_k_none(backend, kit, inplace):
     kit.assert_close(q_out, q_ref, torch.float32, "q")
 
 
-def test_float64_inputs_use_float64_math(backend, kit):
+def test_float64_inputs_use_float64_math(backend):
     gen = torch.Generator().manual_seed(3)
     q = torch.randn(2, 3, 3, 16, generator=gen, dtype=torch.float64).to(backend.device)
     k = torch.randn(2, 3, 1, 16, generator=gen, dtype=torch.float64).to(backend.device)
@@ -103,7 +104,7 @@ def test_float64_inputs_use_float64_math(backend, kit):
     kit.assert_close(k_out, k_ref, torch.float64, "k")
 
 
-def test_mixed_q_k_dtypes(backend, kit):
+def test_mixed_q_k_dtypes(backend):
     q = torch.randn(1, 4, 2, 16).to(backend.device)
     k = torch.randn(1, 4, 1, 16).to(backend.device, torch.bfloat16)
     cos, sin = kit.tables(16, backend.device)
@@ -113,7 +114,7 @@ def test_mixed_q_k_dtypes(backend, kit):
     kit.assert_close(k_out, k_ref, torch.bfloat16, "k")
 
 
-def test_empty_batch_and_zero_length(backend, kit):
+def test_empty_batch_and_zero_length(backend):
     cos, sin = kit.tables(16, backend.device)
     q = torch.randn(2, 0, 3, 16).to(backend.device)
     q_out, k_out = apply_rotary(q, q[:, :, :1], cos, sin, backend=backend.name)

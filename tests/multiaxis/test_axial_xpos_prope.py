@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ropekit
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.multiaxis import (
     RoPEMixed,
     apply_axial,
@@ -44,7 +44,7 @@ def test_axial_on_one_axis_is_1d_rope_on_its_pairs():
     x = torch.randn(1, 5, 1, 16)
     got, _ = apply_axial(x, None, coords, inv)
     cos = torch.cat((torch.arange(5)[:, None] * inv[0], torch.zeros(5, 4, dtype=torch.float64)), -1)
-    want = apply_rotary_ref(x, cos.cos().float(), cos.sin().float())
+    want = rotate_gathered(x, cos.cos().float(), cos.sin().float())
     torch.testing.assert_close(got, want)
     assert axial_inv_freq(24, 3).shape == (3, 4)
     with pytest.raises(ValueError, match="split evenly"):
@@ -78,7 +78,7 @@ def test_rope_mixed_gradient_matches_finite_differences():
 
     def f(freqs):
         ang = torch.einsum("sa,hta->sht", coords.double(), freqs)
-        return apply_rotary_ref(x.unsqueeze(-2), ang.cos(), ang.sin()).sum()
+        return rotate_gathered(x.unsqueeze(-2), ang.cos(), ang.sin()).sum()
 
     assert torch.autograd.gradcheck(f, (rope.freqs.detach().clone().requires_grad_(True),))
 
@@ -97,8 +97,8 @@ def test_xpos_is_relative_and_decays():
     # with a huge scale_base xPos is plain RoPE
     q, k = apply_xpos(q0, k0, cfg, torch.tensor([7]), scale_base=1e12)
     c, s = cfg.cos_sin(torch.tensor([7]))
-    torch.testing.assert_close(q, apply_rotary_ref(q0, c, s))
-    torch.testing.assert_close(k, apply_rotary_ref(k0, c, s))
+    torch.testing.assert_close(q, rotate_gathered(q0, c, s))
+    torch.testing.assert_close(k, rotate_gathered(k0, c, s))
     with pytest.raises(ValueError, match="scale_base"):
         apply_xpos(q0, k0, cfg, torch.tensor([7]), scale_base=0.0)
 

@@ -150,3 +150,16 @@ def test_plan_reading_errors():
     assert plan.for_layer(1) is None and plan.rope_types == ("a",)
     with pytest.raises(ValueError, match="do not use RoPE"):
         plan.with_scaling({"b": ropekit.Linear(factor=2.0)})
+
+
+def test_gemma3_legacy_keys_read_like_transformers():
+    """rope_scaling + rope_local_base_freq (Gemma-3 1B+ config.json): the plan equals transformers' reading."""
+    from transformers import Gemma3TextConfig
+
+    d = {"hidden_size": 64, "num_attention_heads": 4, "head_dim": 16, "num_hidden_layers": 6,
+         "max_position_embeddings": 64, "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
+         "rope_theta": 1e6, "rope_local_base_freq": 1e4, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}
+    ours = RopePlan.from_hf({"model_type": "gemma3_text", **d})
+    theirs = RopePlan.from_hf(Gemma3TextConfig(**d))
+    assert ours.by_type == theirs.by_type
+    assert ours.by_type["sliding_attention"].scaling is None and ours.by_type["full_attention"].method == "linear"

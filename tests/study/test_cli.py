@@ -107,7 +107,14 @@ def test_hybrid_joins_the_grid_with_scalings_and_paired_ratios(tiny_root: Path, 
     args = [*ARGS, "--out", str(out), "--root", str(tiny_root)]
     args[args.index("nope,alibi,rope")] = "nope,rope,rope-nope4"
     args[args.index("--layers") + 1] = "2"
+    assert cmd.main([*args, "--extensions", ""]) == 0  # first without the extensions, then grown by them
+    first = json.loads((out / "timings.json").read_text())
+    assert not any(r["variant"] == "rerope" for r in json.loads((out / "results.json").read_text())["rows"])
     assert cmd.main(args) == 0
+    grown = json.loads((out / "timings.json").read_text())
+    for run in ("rope-seed0", "rope-nope4-seed0"):  # the new variants' eval time adds to the run's
+        assert grown[run]["eval_s"] > first[run]["eval_s"] and grown[run]["train_s"] >= first[run]["train_s"]
+    assert grown["nope-seed0"] == first["nope-seed0"]  # nothing new to evaluate for NoPE
     res = json.loads((out / "results.json").read_text())
     rows = {(r["encoding"], r["variant"], r["protocol"], r["context"]): r for r in res["rows"]}
     # the eval-time scalings and the training-free extensions reach the hybrid's RoPE layers

@@ -2,8 +2,11 @@
 
 Defaults: the bundled SmolLM2-135M (trained context L = 8192), methods none/linear/ntk/dynamic/yarn at
 factor 2, one 2L-token window of Python standard-library source for perplexity by position bucket
-(0-L/2, L/2-L, L-1.5L, 1.5L-2L), and passkey retrieval at 1.25L. Results go to OUT/results.json
-(resumable: rerun the same command to finish an interrupted run), OUT/summary.json and OUT/eval.png.
+(0-L/2, L/2-L, L-1.5L, 1.5L-2L), and passkey retrieval at 1.125L, 8 trials (random keys) per method with
+the key at depth 0.98: greedy accuracy (Wilson 95%) and the teacher-forced log-probability of the key's
+digits (bootstrap 95%). ``--text kjv`` scores prose instead (the King James Bible, Debian package
+bible-kjv). Results go to OUT/results.json (resumable: rerun the same command to finish an interrupted
+run), OUT/summary.json and OUT/eval.png.
 
 A model with per-layer-type RoPE (``--model gemma3-270m``: 5 sliding layers per global one, L = 32768)
 defaults to none, linear:full_attention (global layers only), linear (every layer) and
@@ -19,33 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ropekit.commands.args import floats as _floats
+from ropekit.commands.args import ints as _ints
+from ropekit.commands.args import names as _names
+
 __all__ = ["add_arguments", "format_table", "plan_from_args", "run"]
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    out = []
-    for x in text.split(","):
-        x = x.strip().lower()
-        if not x:
-            continue
-        try:
-            out.append(int(float(x[:-1]) * 1024) if x.endswith("k") else int(x))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated token counts (e.g. 16384,8k), got {text!r}"
-            ) from None
-    return tuple(out)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,29 +43,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="perplexity window length(s) in tokens, e.g. 16384 or 16k (default: 2x trained context)")
     parser.add_argument("--windows", type=int, default=None, help="perplexity windows per length (default: 1)")
     parser.add_argument("--passkey-lengths", type=_ints, default=None,
-                        help="passkey prompt lengths (default: 1.25x context)")
-    parser.add_argument("--passkey-depths", type=_floats, default=None, help="key depths in [0,1] (default: 0.5)")
+                        help="passkey prompt lengths (default: 1.125x context)")
+    parser.add_argument("--passkey-depths", type=_floats, default=None,
+                        help="key depths in [0,1], the fraction of filler before the key (default: 0.98; a trial costs "
+                        "the tokens after the key: 0.5 makes the default run ~30 min instead of ~14)")
     parser.add_argument("--passkey-trials", type=int, default=None,
-                        help="trials per length x depth (default: 1; 0 = skip)")
+                        help="trials (random keys) per method x length x depth (default: 8; 0 = skip)")
+    parser.add_argument("--passkey-full", action="store_true",
+                        help="prefill every passkey prompt whole instead of reusing the trials' shared prefix "
+                        "(same scores to fp32 rounding except for length-dependent methods: dynamic, dynamic-yarn)")
     parser.add_argument("--text", default="stdlib",
-                        help="'stdlib' (Python standard-library sources, offline everywhere), a file or a directory")
+                        help="'stdlib' (Python standard-library sources, offline everywhere), 'kjv' (prose: the King "
+                        "James Bible; apt-get install bible-kjv), a file or a directory")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--out", default="ropekit-eval", help="output directory (default: ./ropekit-eval)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run (<= 3 min on 2 CPU cores for SmolLM2): none+yarn (+yarn:full_attention on "
-                        "hybrid models), one 1.125x-context window (4096 tokens when the context is above 8k, "
+                        help="smoke run (a few minutes on 2 CPU cores for SmolLM2): none, yarn, self-extend, dca "
+                        "(hybrid models: none, yarn:full_attention, yarn), one 1.125x-context window (4096 tokens when the context is above 8k, "
                         "which then stays inside it), short passkey")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: --quick: no scaling, a frequency scaling and two attention-level extensions (one grouped, one chunked)
+QUICK_METHODS = ("none", "yarn", "self-extend", "dca")
 
 
 def plan_from_args(args: argparse.Namespace) -> Any:
     """An :class:`~ropekit.eval.runner.EvalPlan` from parsed arguments (``--quick`` sets smaller defaults)."""
     from ropekit.eval.runner import EvalPlan
 
-    plan = EvalPlan(model=args.model, text=args.text, device=args.device, out=args.out)
+    plan = EvalPlan(model=args.model, text=args.text, device=args.device, out=args.out,
+                    passkey_reuse=not args.passkey_full)
     if args.quick:
-        plan.methods = ("none", "yarn")
+        plan.methods = QUICK_METHODS
         plan.extra["quick"] = True
     for name in ("methods", "factors", "lengths", "windows", "passkey_lengths", "passkey_depths", "passkey_trials"):
         value = getattr(args, name)
@@ -103,7 +95,7 @@ def _quick_lengths(plan: Any, context: int, layered: bool = False) -> None:
         plan.lengths = (context + context // 8,) if context <= QUICK_MAX_CONTEXT else (4096,)
     if plan.passkey_lengths is None:
         plan.passkey_lengths = (min(context // 4, QUICK_MAX_CONTEXT // 4),)
-    if layered and plan.extra.get("quick") and tuple(plan.methods or ()) == ("none", "yarn"):
+    if layered and plan.extra.get("quick") and tuple(plan.methods or ()) == QUICK_METHODS:
         plan.methods = ("none", "yarn:full_attention", "yarn")
 
 
@@ -126,14 +118,23 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append("")
     keys = sorted({k for m in methods.values() for k in m["passkey"]}, key=lambda k: (int(k.split("|")[0]), k))
     if keys:
-        lines.append("passkey retrieval accuracy (correct/trials, Wilson 95% CI), columns = length|depth")
-        lines.append(f"{'method':<{w}}" + "".join(f"{k:>22}" for k in keys))
+        lines.append("passkey retrieval, columns = length|depth: greedy accuracy (correct/trials, Wilson 95% CI)")
+        lines.append(f"{'method':<{w}}" + "".join(f"{k:>24}" for k in keys))
         for label, m in methods.items():
             cells = ""
             for k in keys:
                 c = m["passkey"].get(k)
                 text = "-" if c is None else f"{c['correct']}/{c['trials']} [{c['lo95']:.2f},{c['hi95']:.2f}]"
-                cells += text.rjust(22)
+                cells += text.rjust(24)
+            lines.append(f"{label:<{w}}{cells}")
+        lines.append("key log-probability under teacher forcing, nats per digit (mean over trials, bootstrap 95% CI)")
+        for label, m in methods.items():
+            cells = ""
+            for k in keys:
+                c = m["passkey"].get(k)
+                text = "-" if c is None else (
+                    f"{c['logprob_per_digit']:.3f} [{c['logprob_lo95']:.2f},{c['logprob_hi95']:.2f}]")
+                cells += text.rjust(24)
             lines.append(f"{label:<{w}}{cells}")
     if any("peak_gib" in m for m in methods.values()):
         lines += ["", "cost per method: seconds (all cells) and peak memory (process RSS on CPU, allocation on CUDA)"]

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 
+from ropekit.commands.args import ints as _ints
+from ropekit.commands.args import names as _names
+
 __all__ = ["QUICK", "add_arguments", "config_from_args", "main", "run"]
 
 #: overrides for --quick (everything else as in the full default)
@@ -26,14 +29,6 @@ QUICK: dict[str, object] = {
     "seeds": (0,), "d_model": 64, "n_layers": 2, "steps": 120, "warmup": 12, "n_windows": 32, "n_blocks": 4,
     "n_regions": 4, "scaled_protocols": ("same_target",),
 }
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

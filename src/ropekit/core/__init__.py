@@ -3,7 +3,7 @@
 from ropekit.core.config import RopeConfig
 from ropekit.core.frequencies import ROPE_FREQUENCIES, compute_frequencies
 from ropekit.core.plan import RopePlan
-from ropekit.core.reference import apply_rotary_ref, rotate_qk_ref
+from ropekit.core.reference import rotate_gathered, rotate_qk_ref
 from ropekit.core.scaling import (
     NTK,
     DynamicNTK,
@@ -29,10 +29,10 @@ __all__ = [
     "RopePlan",
     "Scaling",
     "YaRN",
-    "apply_rotary_ref",
     "compute_frequencies",
     "cos_sin",
     "cos_sin_table",
+    "rotate_gathered",
     "rotate_qk_ref",
     "scaling_from_factor",
 ]

@@ -52,11 +52,13 @@ class RopeConfig:
             )
         if self.max_position_embeddings is not None:
             check_positive_int("max_position_embeddings", self.max_position_embeddings)
-        object.__setattr__(self, "rotary_dim", self._resolve_rotary_dim())
+        rotary_dim = self._resolve_rotary_dim()
+        object.__setattr__(self, "rotary_dim", rotary_dim)
         object.__setattr__(self, "partial_rotary_factor", self._resolve_partial())
-        if isinstance(self.scaling, LongRoPE) and len(self.scaling.short_factor) != self.rotary_dim // 2:
+        pairs = rotary_dim // 2
+        if isinstance(self.scaling, LongRoPE) and len(self.scaling.short_factor) != pairs:
             raise ValueError(
-                f"LongRoPE short_factor/long_factor must have rotary_dim // 2 = {self.rotary_dim // 2} entries, "
+                f"LongRoPE short_factor/long_factor must have rotary_dim // 2 = {pairs} entries, "
                 f"got {len(self.scaling.short_factor)}."
             )
 

@@ -16,7 +16,16 @@ import torch
 from ropekit.core.scaling import NTK, DynamicNTK, Linear, Llama3, LongRoPE, Proportional, Scaling, YaRN
 from ropekit.core.validation import check_choice, check_positive, check_rotary_dim
 
-__all__ = ["ROPE_FREQUENCIES", "FrequencyFn", "compute_frequencies", "default_inv_freq", "yarn_mscale"]
+__all__ = [
+    "ROPE_FREQUENCIES",
+    "FrequencyFn",
+    "compute_frequencies",
+    "default_inv_freq",
+    "kept_pairs",
+    "longrope_attention_factor",
+    "longrope_default_attention",
+    "yarn_mscale",
+]
 
 S = TypeVar("S", bound=Scaling)
 FrequencyFn = Callable[[Scaling | None, int, float, "int | None"], tuple[torch.Tensor, float]]
@@ -87,13 +96,44 @@ def _yarn(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | N
     return theta / s * (1 - extrapolation) + theta * extrapolation, attn
 
 
+def longrope_default_attention(factor: float, original_max_position_embeddings: int) -> float:
+    """LongRoPE's attention factor when none is given: ``sqrt(1 + ln(s) / ln(L0))``, 1 for ``s <= 1``.
+
+    The one copy of the formula: readers of GGUF/vLLM configs compare a stored factor against it.
+
+    >>> round(longrope_default_attention(32.0, 4096), 6)
+    1.190238
+    """
+    if factor <= 1:
+        return 1.0
+    if original_max_position_embeddings <= 1:
+        raise ValueError(
+            "original_max_position_embeddings must be > 1 for a LongRoPE factor > 1, "
+            f"got {original_max_position_embeddings}."
+        )
+    return math.sqrt(1 + math.log(factor) / math.log(original_max_position_embeddings))
+
+
 def longrope_attention_factor(params: LongRoPE) -> float:
+    """``params.attention_factor``, or :func:`longrope_default_attention` when it is unset."""
     if params.attention_factor is not None:
         return float(params.attention_factor)
     s = params.factor if params.factor is not None else 1.0
-    if s <= 1:
-        return 1.0
-    return math.sqrt(1 + math.log(s) / math.log(params.original_max_position_embeddings))
+    return longrope_default_attention(s, params.original_max_position_embeddings)
+
+
+def kept_pairs(fraction: float, pairs: int) -> int:
+    """How many of ``pairs`` frequencies "keep the highest ``fraction``" keeps: ``floor(fraction * pairs)``.
+
+    The one rounding rule (transformers' for ``proportional``, ``int(p * head_dim // 2)``); callers that need
+    at least one pair say so themselves (``max(1, ...)``).
+
+    >>> kept_pairs(0.25, 32), kept_pairs(0.4, 4), kept_pairs(1.0, 4)
+    (8, 1, 4)
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}.")
+    return math.floor(fraction * pairs)
 
 
 def _longrope(params: Scaling | None, rotary_dim: int, base: float, seq_len: int | None) -> tuple[torch.Tensor, float]:
@@ -125,7 +165,7 @@ def _proportional(
 ) -> tuple[torch.Tensor, float]:
     params = _expect(params, Proportional)
     head_dim = rotary_dim  # proportional rotates the full head; unused pairs get frequency 0
-    n_rot = int(params.partial_rotary_factor * head_dim // 2)  # HF's rounding
+    n_rot = kept_pairs(params.partial_rotary_factor, head_dim // 2)
     inv = torch.zeros(head_dim // 2, dtype=torch.float64)
     inv[:n_rot] = base ** (-torch.arange(0, 2 * n_rot, 2, dtype=torch.float64) / head_dim)
     return inv / params.factor, 1.0

@@ -1,5 +1,9 @@
 """The reference rotation: plain PyTorch, the oracle every fast path is tested against.
 
+Two functions, two jobs: :func:`rotate_qk_ref` is the oracle of :func:`ropekit.functional.apply_rotary`
+(same arguments; it is ``backend="reference"``); :func:`rotate_gathered` is the rotation itself, by
+cos/sin already gathered per token (multi-axis encodings and re-rotation call it directly).
+
 Tensors enter as ``(batch, seqlen, heads, head_dim)`` (or packed ``(total_tokens, heads, head_dim)``
 with ``cu_seqlens``). Layouts: ``"half"`` pairs channel i with i + d/2 (NeoX / HF ``rotate_half``),
 ``"interleaved"`` pairs 2i with 2i+1 (GPT-J). Only the first ``rotary_dim = 2 * cos.shape[-1]``
@@ -13,16 +17,16 @@ from typing import Literal
 
 import torch
 
-from ropekit.core.positions import positions_from_cu_seqlens, resolve_positions
-from ropekit.core.validation import check_choice, check_positions, check_rotary_dim
+from ropekit.core.positions import token_positions
+from ropekit.core.validation import check_choice, check_rotary_dim
 
-__all__ = ["LAYOUTS", "Layout", "apply_rotary_ref", "check_qk", "rotate_qk_ref"]
+__all__ = ["LAYOUTS", "Layout", "check_qk", "check_tables", "rotate_gathered", "rotate_qk_ref"]
 
 Layout = Literal["half", "interleaved"]
 LAYOUTS: tuple[str, ...] = ("half", "interleaved")
 
 
-def apply_rotary_ref(
+def rotate_gathered(
     x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, layout: Layout = "half"
 ) -> torch.Tensor:
     """Rotate ``x`` by gathered angles.
@@ -33,7 +37,7 @@ def apply_rotary_ref(
     >>> import torch
     >>> x = torch.randn(1, 3, 2, 8)
     >>> c, s = torch.ones(3, 4), torch.zeros(3, 4)          # zero angle: identity
-    >>> torch.equal(apply_rotary_ref(x, c, s), x)
+    >>> torch.equal(rotate_gathered(x, c, s), x)
     True
     """
     check_choice("layout", layout, LAYOUTS)
@@ -55,6 +59,27 @@ def apply_rotary_ref(
     if 2 * half == x.shape[-1]:
         return out
     return torch.cat((out, x[..., 2 * half :]), dim=-1)
+
+
+def check_tables(cos_table: object, sin_table: object, head_dim: int, *, float_only: bool = False) -> None:
+    """``(table_len, rotary_dim // 2)`` cos/sin tables of one shape (and, for the fused kernels, float32/64)."""
+    for name, t in (("cos_table", cos_table), ("sin_table", sin_table)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}.")
+        if float_only and t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"{name} must be float32 (or float64): a {t.dtype} table loses the angle precision "
+                "RoPE needs; build it with ropekit.core.tables.cos_sin_table."
+            )
+    assert isinstance(cos_table, torch.Tensor) and isinstance(sin_table, torch.Tensor)
+    if cos_table.shape != sin_table.shape or cos_table.dim() != 2:
+        raise ValueError(
+            f"cos_table and sin_table must both be (table_len, rotary_dim // 2); got "
+            f"{tuple(cos_table.shape)} and {tuple(sin_table.shape)}."
+        )
+    if float_only and cos_table.dtype != sin_table.dtype:
+        raise TypeError(f"cos_table and sin_table dtypes differ: {cos_table.dtype} and {sin_table.dtype}.")
+    check_rotary_dim(2 * cos_table.shape[-1], head_dim)
 
 
 def check_qk(q: torch.Tensor, k: torch.Tensor | None, *, packed: bool) -> None:
@@ -90,31 +115,27 @@ def rotate_qk_ref(
     cu_seqlens: torch.Tensor | None = None,
     layout: Layout = "half",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Rotate q and k by table lookups: the contract every backend implements.
+    """Rotate q and k by table lookups: the oracle of :func:`ropekit.functional.apply_rotary`.
 
     ``q``: ``(batch, seqlen, q_heads, head_dim)``, ``k``: ``(batch, seqlen, kv_heads, head_dim)`` (or
     ``None``); packed ``(total_tokens, heads, head_dim)`` when ``cu_seqlens`` is given.
     ``cos_table``/``sin_table``: ``(table_len, rotary_dim // 2)`` float32.
     Token positions: ``positions`` ``(seqlen,)``/``(batch, seqlen)``, or contiguous from ``offset``
     (int or ``(batch,)``/``(n_seqs,)`` tensor); with ``cu_seqlens`` each sequence restarts at 0.
+
+    >>> import torch
+    >>> from ropekit.core.tables import cos_sin_table
+    >>> cos, sin = cos_sin_table(10000.0 ** -torch.arange(0, 1, 0.25, dtype=torch.float64), 16)
+    >>> q2, _ = rotate_qk_ref(torch.randn(1, 4, 2, 8), None, cos, sin, offset=3)
+    >>> q2.shape
+    torch.Size([1, 4, 2, 8])
     """
-    packed = cu_seqlens is not None
-    check_qk(q, k, packed=packed)
-    if cos_table.shape != sin_table.shape or cos_table.dim() != 2:
-        raise ValueError(
-            f"cos_table and sin_table must both be (table_len, rotary_dim // 2); got "
-            f"{tuple(cos_table.shape)} and {tuple(sin_table.shape)}."
-        )
-    check_rotary_dim(2 * cos_table.shape[-1], q.shape[-1])
-    if packed:
-        if positions is not None:
-            raise ValueError("pass either positions or cu_seqlens, not both.")
-        pos = positions_from_cu_seqlens(cu_seqlens.to(q.device), offset, total=q.shape[0])
-    else:
-        pos = resolve_positions(q.shape[0], q.shape[1], positions=positions, offset=offset, device=q.device)
-    check_positions(pos, limit=cos_table.shape[0])
-    pos = pos.to(cos_table.device)
+    check_qk(q, k, packed=cu_seqlens is not None)
+    check_tables(cos_table, sin_table, q.shape[-1])
+    where = token_positions(q.shape, positions=positions, offset=offset, cu_seqlens=cu_seqlens, device=q.device,
+                            table_len=cos_table.shape[0])
+    pos = where.expand().to(cos_table.device)
     cos, sin = cos_table[pos].to(q.device), sin_table[pos].to(q.device)
-    q_out = apply_rotary_ref(q, cos, sin, layout=layout)
-    k_out = None if k is None else apply_rotary_ref(k, cos, sin, layout=layout)
+    q_out = rotate_gathered(q, cos, sin, layout=layout)
+    k_out = None if k is None else rotate_gathered(k, cos, sin, layout=layout)
     return q_out, k_out

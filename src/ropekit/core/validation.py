@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_int_dtype",
     "check_positions",
     "check_positive",
     "check_positive_int",
@@ -67,22 +68,32 @@ def check_rotary_dim(rotary_dim: int, head_dim: int) -> int:
     return rotary_dim
 
 
-def check_positions(positions: torch.Tensor, *, arg: str = "positions", limit: int | None = None) -> None:
-    """Integer, non-negative and (when a bounded table is used) below ``limit``.
+def check_int_dtype(t: object, *, arg: str = "positions") -> None:
+    """An integer tensor (dtype only: reads no values, so no device sync).
 
     Float positions are refused: a bf16/fp16 position cannot even represent integers above 256/2048,
     the most common source of silently wrong rotations.
     """
-    if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"{arg} must be an integer torch.Tensor, got {type(positions).__name__}.")
-    if positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool:
-        raise TypeError(f"{arg} must have an integer dtype (int32/int64), got {positions.dtype}.")
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{arg} must be an integer torch.Tensor, got {type(t).__name__}.")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{arg} must have an integer dtype (int32/int64), got {t.dtype}.")
+
+
+def check_positions(positions: torch.Tensor, *, arg: str = "positions", limit: int | None = None) -> None:
+    """Integer, non-negative and (when a bounded table is used) below ``limit``; one device sync.
+
+    >>> import torch
+    >>> check_positions(torch.tensor([0, 8]), limit=8)
+    Traceback (most recent call last):
+    ...
+    ValueError: positions must be < 8 (the cos/sin table has 8 rows), got a maximum of 8.
+    """
+    check_int_dtype(positions, arg=arg)
     if positions.numel() == 0:
         return
-    lo = int(positions.min())
+    lo, hi = (int(v) for v in torch.aminmax(positions))
     if lo < 0:
         raise ValueError(f"{arg} must be >= 0, got a minimum of {lo}.")
-    if limit is not None:
-        hi = int(positions.max())
-        if hi >= limit:
-            raise ValueError(f"{arg} must be < {limit} (the cos/sin table length), got a maximum of {hi}.")
+    if limit is not None and hi >= limit:
+        raise ValueError(f"{arg} must be < {limit} (the cos/sin table has {limit} rows), got a maximum of {hi}.")

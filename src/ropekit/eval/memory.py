@@ -10,8 +10,22 @@ parameter count), fp32 activations, for the two kinds of forward the eval runs:
 Terms: a per-token term from the config (hidden/MLP activations in flight; the KV cache for passkey),
 a quadratic term for the ``n x n`` attention masks transformers materialises for SDPA (one per distinct
 mask: causal, and sliding-window when the model has such layers; eager attention adds the score matrix),
-and the logits block. The constants were fitted to peak RSS measured on SmolLM2-135M and Gemma-3-270M
-(``experiments/LOG.md``) and rounded up.
+and the logits block. The constants were fitted to peak RSS measured in fresh processes (weights faulted
+in first) on SmolLM2-135M and Gemma-3-270M, 2 CPU threads, fp32, SDPA, and rounded up. Growth over the
+loaded weights, measured / estimated, GiB:
+
+=====================  ======  ======  ======  ======
+Gemma-3-270M           2k      4k      8k      16k
+=====================  ======  ======  ======  ======
+perplexity forward     0.60    0.63    0.77    1.63
+  estimate             0.75    0.76    0.89    2.03
+passkey prefill        0.13    0.45    0.87    2.14
+  estimate             0.43    0.65    1.17    2.59
+=====================  ======  ======  ======  ======
+
+SmolLM2-135M at 4k / 8k: perplexity 0.53 / 0.42, passkey 0.29 / 0.61. Extrapolated to Gemma's 48k window
+the estimate is about 11.6 GiB (plus 1 GiB of weights), the measured trend about 9 GiB; ``ropekit eval``
+records every cell's real peak (``peak_gib``) so the constants can be refitted from long runs.
 
 >>> from ropekit.models import hf_config_of
 >>> cfg = hf_config_of("smollm2-135m")
@@ -26,8 +40,10 @@ from typing import Any
 __all__ = ["PeakMeter", "available_bytes", "check_memory", "estimate_peak_bytes"]
 
 FP32 = 4  # bytes per activation: the eval runs fp32 models
-MASK_BYTES = 1  # bytes per entry of an n x n attention mask (bool)
-SAFETY = 1.0  # multiplier on the activation terms, fitted to the measurements in the module doc
+# bytes per n x n entry per distinct mask: a bool mask plus what SDPA on CPU derives from it; Gemma-3-270M
+# grew by 2.5 (perplexity) to 3.1 (passkey) bytes per entry over both masks from 8k to 16k tokens: 2 x 2 covers it
+MASK_BYTES = 2
+SAFETY = 1.0  # multiplier on the activation terms (measured peaks are 0-70% under the estimate, see the doc)
 OVERHEAD = 256 << 20  # allocator slack, masks' index tensors, small buffers
 USABLE = 0.9  # refuse above this fraction of the free memory: the OS and page cache need some
 

@@ -1,4 +1,5 @@
-"""Interval estimates: Wilson score intervals for accuracies, block bootstrap for perplexities."""
+"""Interval estimates: Wilson score intervals for accuracies, block bootstrap for perplexities, a
+percentile bootstrap for the mean of per-trial scores (passkey key log-probabilities)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["block_bootstrap_ppl", "wilson_interval"]
+__all__ = ["block_bootstrap_ppl", "bootstrap_mean", "wilson_interval"]
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -57,3 +58,30 @@ def block_bootstrap_ppl(
     boot = torch.exp(s[idx].sum(1) / c[idx].sum(1))
     q = torch.quantile(boot, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
     return ppl, float(q[0]), float(q[1])
+
+
+def bootstrap_mean(
+    values: Sequence[float], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of ``values`` (one per independent trial) with a percentile bootstrap interval: ``(mean, lo, hi)``.
+
+    Trials are resampled with replacement; one value gives a zero-width interval (no spread to estimate).
+
+    >>> m, lo, hi = bootstrap_mean([-1.0, -2.0, -3.0, -4.0])
+    >>> m, lo <= m <= hi, -4.0 <= lo and hi <= -1.0
+    (-2.5, True, True)
+    """
+    if not values:
+        raise ValueError("values must hold at least one trial's score.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError("values must be finite (a -inf log-probability means a zero-probability key).")
+    mean = float(v.mean())
+    if v.numel() == 1:
+        return mean, mean, mean
+    gen = torch.Generator().manual_seed(seed)
+    boot = v[torch.randint(0, v.numel(), (n_boot, v.numel()), generator=gen)].mean(1)
+    q = torch.quantile(boot, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return mean, float(q[0]), float(q[1])

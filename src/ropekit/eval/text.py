@@ -1,10 +1,14 @@
 """Long real documents that exist offline on every machine, cut into token windows.
 
-Default corpus (``"stdlib"``): the ``.py`` sources of Python's standard library
-(``sysconfig.get_paths()["stdlib"]``), each file one document, in sorted relative-path order (test
-packages, ``site-packages`` and the machine-generated ``_sysconfigdata*`` excluded). Numbers therefore
-depend on the Python version's stdlib; the JSON records the corpus fingerprint. Any text file or directory
-of text files can be used instead.
+Genres (:data:`GENRES`, by name; a path that is not a genre name is a text file or directory of them):
+
+- ``"stdlib"`` (default, nothing to install): the ``.py`` sources of Python's standard library
+  (``sysconfig.get_paths()["stdlib"]``), each file one document, in sorted relative-path order (test
+  packages, ``site-packages`` and the machine-generated ``_sysconfigdata*`` excluded). Numbers therefore
+  depend on the Python version's stdlib; the JSON records every window's token fingerprint.
+- ``"kjv"``: natural-language prose, the King James Bible from the Debian package ``bible-kjv``
+  (one document per book, see :mod:`ropekit.eval.kjv`); missing package: ``FileNotFoundError`` naming
+  the install command. Write ``./kjv`` for a directory of that name.
 
 Windows are non-overlapping and never cross a document boundary: the first window of every document that
 is long enough, then the second windows, and so on, so a few windows already span several documents.
@@ -18,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["TextSource", "Window", "list_documents", "resolve_text", "special_prefix", "token_windows"]
+__all__ = ["GENRES", "TextSource", "Window", "list_documents", "resolve_text", "special_prefix", "token_windows"]
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 _TEXT_SUFFIXES = {".txt", ".py", ".md", ".rst", ".tex", ".c", ".h"}
@@ -62,16 +67,33 @@ def _walk(root: Path, suffixes: set[str]) -> tuple[Path, ...]:
     return tuple(sorted(out, key=lambda p: p.relative_to(root).as_posix()))
 
 
+def _stdlib() -> TextSource:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return TextSource("stdlib", _walk(root, {".py"}), root)
+
+
+def _kjv() -> TextSource:
+    from ropekit.eval.kjv import kjv_source
+
+    files, root = kjv_source()
+    return TextSource("kjv", files, root)
+
+
+#: text genres by name (see the module doc); each builds its TextSource when asked, never at import
+GENRES: dict[str, Callable[[], TextSource]] = {"stdlib": _stdlib, "kjv": _kjv}
+
+
 def resolve_text(text: str | os.PathLike[str] = "stdlib") -> TextSource:
-    """``"stdlib"`` (default corpus), a text file, or a directory of text files (searched recursively).
+    """A genre of :data:`GENRES` (``"stdlib"``, ``"kjv"``), a text file, or a directory of text files (recursive).
 
     >>> src = resolve_text("stdlib")
     >>> len(src.files) > 100
     True
     """
-    if isinstance(text, str) and text == "stdlib":
-        root = Path(sysconfig.get_paths()["stdlib"])
-        return TextSource("stdlib", _walk(root, {".py"}), root)
+    if not isinstance(text, (str, os.PathLike)):
+        raise TypeError(f"text must be a genre name ({', '.join(GENRES)}) or a path, got {type(text).__name__}.")
+    if isinstance(text, str) and text in GENRES:
+        return GENRES[text]()
     path = Path(os.fspath(text)).expanduser()
     if path.is_file():
         return TextSource(path.name, (path,), path.parent)
@@ -80,7 +102,9 @@ def resolve_text(text: str | os.PathLike[str] = "stdlib") -> TextSource:
         if not files:
             raise ValueError(f"text={str(path)!r} contains no text files ({sorted(_TEXT_SUFFIXES)}).")
         return TextSource(path.name, files, path)
-    raise FileNotFoundError(f"text={os.fspath(text)!r} is neither 'stdlib' nor an existing file or directory.")
+    raise FileNotFoundError(
+        f"text={os.fspath(text)!r} is neither 'stdlib' nor an existing file or directory (genres: {', '.join(GENRES)})."
+    )
 
 
 def list_documents(source: TextSource, min_chars: int = 0) -> list[Path]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.extension.methods import Extension
 
 __all__ = ["SCORE_ELEMENTS", "extended_attention", "place", "reference_attention"]
@@ -59,7 +59,7 @@ def place(x: torch.Tensor, rope: RopeConfig, at: torch.Tensor, *, rope_from: Rop
         angle = angle - at_from.to(torch.float64)[:, None] * inv_from.to(at.device, torch.float64)
         scale = factor / factor_from
     cos, sin = _cos_sin(angle.to(x.device), scale, calc)
-    out = apply_rotary_ref(x.to(calc).transpose(1, 2), cos, sin, layout=rope.layout)  # wants (b, n, h, d)
+    out = rotate_gathered(x.to(calc).transpose(1, 2), cos, sin, layout=rope.layout)  # wants (b, n, h, d)
     return out.transpose(1, 2).contiguous()
 
 
@@ -130,7 +130,7 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, metho
     inv, factor = run.frequencies()
     cos, sin = _cos_sin(rel[..., None] * inv.to(q.device, torch.float64), factor, torch.float64)
     qx = q.to(torch.float64).permute(0, 2, 1, 3)[:, :, None].expand(b, n_q, kp.numel(), hq, d)
-    qr = apply_rotary_ref(qx, cos, sin, layout=run.layout)  # (b, i, j, h, d): q_i rotated by r_ij
+    qr = rotate_gathered(qx, cos, sin, layout=run.layout)  # (b, i, j, h, d): q_i rotated by r_ij
     kr = place(k.to(torch.float64), run, torch.zeros(kp.numel(), dtype=torch.float64, device=q.device))
     kr = kr.repeat_interleave(g, dim=1)
     s = torch.einsum("bijhd,bhjd->bhij", qr, kr) * (d ** -0.5 if scale is None else scale)

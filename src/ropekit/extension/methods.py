@@ -136,7 +136,8 @@ class SelfExtend(Extension):
 
     def capacity(self, context: int) -> int:
         """The longest sequence whose largest grouped distance stays below ``context``."""
-        return (context - self.window) * self.group_size + self.window
+        # the largest grouped distance, (n - 1) // G + shift, stays below context while n <= G * (context - shift)
+        return self.group_size * (context - self._shift())
 
     def _shift(self) -> int:
         return self.window - self.window // self.group_size

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.frequencies import default_inv_freq, yarn_mscale
+from ropekit.core.frequencies import default_inv_freq, longrope_default_attention, yarn_mscale
 from ropekit.core.scaling import NTK, Linear, Llama3, LongRoPE, Scaling, YaRN
 from ropekit.core.validation import check_choice, suggest
 from ropekit.interop.fields import MAX_INT, folded_ntk_base, integer, number, refuse, scaling_of
@@ -237,7 +237,7 @@ def _read_longrope(m: GGUFFields) -> tuple[float, Scaling | None]:
     attn = _opt(m, "rope.scaling.attn_factor")
     lr_factor = None if m.ctx is None else m.ctx / L0
     if attn is not None and lr_factor is not None and L0 > 1:
-        default = 1.0 if lr_factor <= 1 else math.sqrt(1 + math.log(lr_factor) / math.log(L0))
+        default = longrope_default_attention(lr_factor, L0)
         attn = None if math.isclose(attn, default, rel_tol=1e-6) else attn  # f32-stored default
     return m.base, LongRoPE(short_factor=m.tensors["rope_factors_short"].tolist(),
                             long_factor=m.tensors["rope_factors_long"].tolist(),

@@ -58,6 +58,17 @@ def _nested(d: Mapping[str, Any], types: set[str]) -> dict[str, Any] | None:
     return None
 
 
+def _gemma3_legacy(d: Mapping[str, Any], layer_types: tuple[str, ...]) -> dict[str, Any]:
+    """Gemma-3's pre-v5 keys, as transformers standardises them: the sliding layers rotate unscaled with
+    ``rope_local_base_freq``; every other type takes the flat ``rope_scaling`` / ``rope_theta``."""
+    flat = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
+    flat.setdefault("rope_type", flat.get("type", "default"))
+    if "rope_theta" not in flat and d.get("rope_theta") is not None:
+        flat["rope_theta"] = d["rope_theta"]
+    local = {"rope_type": "default", "rope_theta": d["rope_local_base_freq"]}
+    return {t: (local if t == "sliding_attention" else flat) for t in dict.fromkeys(layer_types)}
+
+
 def _per_type_head_dim(d: Mapping[str, Any], layer_types: tuple[str, ...]) -> dict[str, int]:
     """head_dim overrides from ``per_layer_config`` (Gemma-4's global layers: 512), which must agree per type."""
     per_layer = d.get("per_layer_config")
@@ -120,6 +131,9 @@ def plan_from_hf(config: Any) -> RopePlan:
     if len(layer_types) != n:
         raise ValueError(f"layer_types has {len(layer_types)} entries but num_hidden_layers={n}.")
     nested = _nested(d, set(layer_types))
+    if nested is None and d.get("rope_local_base_freq") is not None and "sliding_attention" in layer_types:
+        nested = _gemma3_legacy(d, layer_types)
+        d = {**d, "rope_parameters": nested, "rope_scaling": None}
     head_dims = _per_type_head_dim(d, layer_types)
     by_type: dict[str, RopeConfig | None] = {}
     for lt in dict.fromkeys(layer_types):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.core.tables import angles
 from ropekit.core.validation import check_positions
 
@@ -44,8 +44,8 @@ def rerotate(
     >>> a = ropekit.RopeConfig(head_dim=8, base=1e4)
     >>> b = a.replace(scaling=ropekit.YaRN(factor=4.0, original_max_position_embeddings=16))
     >>> k, pos = torch.randn(1, 5, 2, 8), torch.arange(5)
-    >>> ka = ropekit.core.apply_rotary_ref(k, *a.cos_sin(pos))
-    >>> torch.allclose(rerotate(ka, pos, old=a, new=b), ropekit.core.apply_rotary_ref(k, *b.cos_sin(pos)), atol=1e-5)
+    >>> ka = ropekit.core.rotate_gathered(k, *a.cos_sin(pos))
+    >>> torch.allclose(rerotate(ka, pos, old=a, new=b), ropekit.core.rotate_gathered(k, *b.cos_sin(pos)), atol=1e-5)
     True
     """
     for name, c in (("old", old), ("new", new)):
@@ -64,8 +64,8 @@ def rerotate(
     a_old, a_new = old.attention_factor, new.attention_factor
     if old.layout == new.layout and old.rotary_dim == new.rotary_dim:
         cos, sin = _gathered(positions, inv_new.to(torch.float64) - inv_old.to(torch.float64), a_new / a_old)
-        return apply_rotary_ref(k, cos.to(k.device), sin.to(k.device), layout=new.layout)
+        return rotate_gathered(k, cos.to(k.device), sin.to(k.device), layout=new.layout)
     cos, sin = _gathered(positions, inv_old, 1.0 / a_old, sign=-1.0)  # the inverse rotation
-    plain = apply_rotary_ref(k, cos.to(k.device), sin.to(k.device), layout=old.layout)
+    plain = rotate_gathered(k, cos.to(k.device), sin.to(k.device), layout=old.layout)
     cos, sin = _gathered(positions, inv_new, a_new)
-    return apply_rotary_ref(plain, cos.to(k.device), sin.to(k.device), layout=new.layout)
+    return rotate_gathered(plain, cos.to(k.device), sin.to(k.device), layout=new.layout)

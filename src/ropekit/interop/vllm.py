@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.frequencies import yarn_mscale
+from ropekit.core.frequencies import longrope_default_attention, yarn_mscale
 from ropekit.core.scaling import NTK, Linear, Llama3, LongRoPE, YaRN
 from ropekit.core.validation import check_choice, suggest
 from ropekit.interop.fields import boolean, integer, number, refuse, require, scaling_of
@@ -248,7 +248,7 @@ def _read_longrope(rs: Mapping[str, Any], rt: str, L0: int | None, max_position:
     if factor is None and max_position is not None:
         factor = max_position / L0
     if attn is not None and factor is not None and factor > 0 and L0 > 1:
-        default = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(L0))
+        default = longrope_default_attention(factor, L0)
         attn = None if math.isclose(attn, default, rel_tol=1e-12) else attn
     short, long = (require(rs, k, f"vLLM rope_type {rt!r}") for k in ("short_factor", "long_factor"))
     for key, v in (("short_factor", short), ("long_factor", long)):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["IMPLS", "RotaryFunction", "rotate"]
+__all__ = ["IMPLS", "RotaryFunction", "rotary", "rotate"]
 
 #: launcher names accepted by the ops.
 IMPLS: tuple[str, ...] = ("triton", "cpu")
@@ -76,38 +76,51 @@ def _(q, k, cos, sin, positions, offsets, cu_seqlens, offset, interleaved, conj,
 
 
 def rotate(
-    q: torch.Tensor, k: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+    q: torch.Tensor, k: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, *,
     positions: torch.Tensor | None, offsets: torch.Tensor | None, cu_seqlens: torch.Tensor | None,
     offset: int, interleaved: bool, conj: bool, impl: str, inplace: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One rotation without autograd: the custom op while compiling, the launcher directly in eager."""
-    args = (cos, sin, positions, offsets, cu_seqlens, offset, interleaved, conj, impl)
-    compiling = torch.compiler.is_compiling()
-    if inplace:
-        if compiling:
+    if torch.compiler.is_compiling():
+        # the custom ops' schema order, written once
+        args = (cos, sin, positions, offsets, cu_seqlens, offset, interleaved, conj, impl)
+        if inplace:
             torch.ops.ropekit.rotary_(q, k, *args)
-        else:
-            _launcher(impl)(q, k, q, k, *args[:2], positions=positions, offsets=offsets,
-                            cu_seqlens=cu_seqlens, offset=offset, interleaved=interleaved, conj=conj)
-        return q, k
-    if compiling:
+            return q, k
         q_out, k_out = torch.ops.ropekit.rotary(q, k, *args)
         return q_out, (k_out if k is not None else None)
-    q_out = _empty_like(q)
-    k_out = _empty_like(k) if k is not None else None
-    _launcher(impl)(q, k, q_out, k_out, cos, sin, positions=positions, offsets=offsets,
-                    cu_seqlens=cu_seqlens, offset=offset, interleaved=interleaved, conj=conj)
+    if inplace:
+        q_out, k_out = q, k
+    else:
+        q_out, k_out = _empty_like(q), (_empty_like(k) if k is not None else None)
+    _launcher(impl)(q, k, q_out, k_out, cos, sin, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
+                    offset=offset, interleaved=interleaved, conj=conj)
     return q_out, k_out
 
 
+def rotary(
+    q: torch.Tensor, k: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, *,
+    positions: torch.Tensor | None, offsets: torch.Tensor | None, cu_seqlens: torch.Tensor | None,
+    offset: int, interleaved: bool, impl: str, inplace: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fused rotation, differentiable when a graph is being recorded: the one entry dispatch calls."""
+    if not (torch.is_grad_enabled() and (q.requires_grad or (k is not None and k.requires_grad))):
+        # No graph to record: skip autograd.Function, whose bookkeeping costs more than a decode-sized
+        # rotation (see benchmarks/results/).
+        return rotate(q, k, cos, sin, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens, offset=offset,
+                      interleaved=interleaved, conj=False, impl=impl, inplace=inplace)
+    # autograd.Function.apply takes positional arguments only: this is the one place that spells their order
+    return RotaryFunction.apply(q, k, cos, sin, positions, offsets, cu_seqlens, offset, interleaved, impl, inplace)
+
+
 class RotaryFunction(torch.autograd.Function):
-    """Autograd for the fused rotation: ``apply(q, k, cos, sin, positions, offsets, cu_seqlens,
-    offset, interleaved, inplace, impl)``; the backward rotates the gradients by the negated angle."""
+    """Autograd for the fused rotation (call it through :func:`rotary`); the backward rotates the
+    gradients by the negated angle."""
 
     @staticmethod
-    def forward(ctx, q, k, cos, sin, positions, offsets, cu_seqlens, offset, interleaved, inplace, impl):  # type: ignore[no-untyped-def, override]
-        q_out, k_out = rotate(q, k, cos, sin, positions, offsets, cu_seqlens, offset, interleaved,
-                              False, impl, inplace)
+    def forward(ctx, q, k, cos, sin, positions, offsets, cu_seqlens, offset, interleaved, impl, inplace):  # type: ignore[no-untyped-def, override]
+        q_out, k_out = rotate(q, k, cos, sin, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
+                              offset=offset, interleaved=interleaved, conj=False, impl=impl, inplace=inplace)
         if inplace:
             ctx.mark_dirty(*(t for t in (q, k) if t is not None))
         ctx.save_for_backward(cos, sin, positions, offsets, cu_seqlens)
@@ -118,6 +131,6 @@ class RotaryFunction(torch.autograd.Function):
     def backward(ctx, grad_q, grad_k):  # type: ignore[no-untyped-def, override]
         cos, sin, positions, offsets, cu_seqlens = ctx.saved_tensors
         gk = grad_k if ctx.has_k else None
-        dq, dk = rotate(grad_q, gk, cos, sin, positions, offsets, cu_seqlens, ctx.offset, ctx.interleaved,
-                        True, ctx.impl, False)
+        dq, dk = rotate(grad_q, gk, cos, sin, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
+                        offset=ctx.offset, interleaved=ctx.interleaved, conj=True, impl=ctx.impl, inplace=False)
         return dq, dk, None, None, None, None, None, None, None, None, None

@@ -3,26 +3,25 @@
 **Native** (:mod:`ropekit.kernels.cpu_native`, C, built at install when a compiler is present): one
 pass over q and k, each pair rotated in fp32 registers and rounded once to the storage dtype. It takes
 fp32/bf16/fp16 with a contiguous head_dim (any row/head strides, e.g. views of a fused qkv), every
-position mode, both layouts and partial rotary. Measured with ``benchmarks/bench_apply.py`` (2-vCPU
-VM, 1 thread, Llama-3-8B prefill, in place, x a same-bytes copy): fp32 ~0.65x, bf16 ~1.2x (an in-place
-update streams one buffer where the copy streams two, hence below 1).
+position mode, both layouts and partial rotary.
 
 **Torch** (everything else: float64 inputs or tables, a strided head_dim, or no compiler at install): the few ops of a
-chunk run while the chunk is still in cache, so DRAM sees about one read and one write of q/k. Choices,
-each measured the same way:
+chunk run while the chunk is still in cache, so DRAM sees about one read and one write of q/k. Choices:
 
-- interleaved pairs rotate as one complex multiply per chunk (fp32 ~1.1-1.2x);
+- interleaved pairs rotate as one complex multiply per chunk;
 - "half" pairs take three ops per chunk (``x*cos`` on both halves at once, one ``addcmul`` per
-  half; fp32 ~2x): eager torch has no single-pass op for this pairing;
-- bf16/fp16 chunks are widened to fp32, rotated, and rounded once on the way back (~2.7x
-  interleaved, ~3.5-5x half: the widen/round passes cost as much as the data's own bytes);
+  half): eager torch has no single-pass op for this pairing;
+- bf16/fp16 chunks are widened to fp32, rotated, and rounded once on the way back;
 - cos/sin are sliced or gathered per chunk into small reused buffers, never at full size;
-- chunk views are split once per call (per-chunk slicing in Python cost ~0.5x of the floor);
+- chunk views are split once per call (per-chunk slicing in Python is slow);
 - in place allocates only chunk buffers (a few MiB), so big calls pay no page faults; out of place
-  the fresh output's first-touch page faults dominate (~2x on top).
+  the fresh output's first-touch page faults dominate.
+
+Speeds, against a same-bytes copy: ``benchmarks/bench_apply.py``, results in ``benchmarks/results/``
+(numbers are not repeated here, so they cannot go stale).
 
 Same calling convention as :func:`ropekit.kernels.triton_rope.launch`; inputs are validated by
-:mod:`ropekit.kernels.dispatch`.
+:mod:`ropekit.kernels.dispatch` (through :func:`ropekit.core.positions.token_positions`).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from ropekit.kernels import cpu_native
 
 __all__ = ["CHUNK_ELEMS", "launch"]
 
-#: elements of q+k per chunk: big enough to amortise per-op overhead (~µs), small enough that a
+#: elements of q+k per chunk: big enough to amortise per-op overhead, small enough that a
 #: chunk and its output stay in L2/L3 across the few ops that touch it.
 CHUNK_ELEMS = 128 * 1024
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.positions import check_int_offset, positions_from_cu_seqlens
+from ropekit.core.positions import token_positions
 from ropekit.core.validation import check_positions
 from ropekit.functional import apply_rotary, pick_backend
 
@@ -45,6 +45,7 @@ class RotaryEmbedding(nn.Module):
         self.config = config
         self.backend = backend
         self._key: tuple[float, ...] | None = None  # the inv_freq the table was built from
+        assert config.rotary_dim is not None  # RopeConfig.__post_init__ resolves it
         self.register_buffer("cos_table", torch.empty(0, config.rotary_dim // 2), persistent=False)
         self.register_buffer("sin_table", torch.empty(0, config.rotary_dim // 2), persistent=False)
 
@@ -94,18 +95,10 @@ class RotaryEmbedding(nn.Module):
         if q.shape[-1] != self.config.head_dim:
             raise ValueError(f"q head_dim {q.shape[-1]} does not match config.head_dim={self.config.head_dim}.")
         # the highest position decides the table length (and the regime of length-dependent methods);
-        # the backend builds and validates the per-token positions itself
-        if cu_seqlens is not None:
-            pos = positions_from_cu_seqlens(cu_seqlens, offset, total=q.shape[0])
-            needed = int(pos.max()) + 1 if pos.numel() else 1
-        elif positions is not None:
-            check_positions(positions)
-            needed = int(positions.max()) + 1 if positions.numel() else 1
-        elif isinstance(offset, torch.Tensor):
-            check_positions(offset, arg="offset")
-            needed = (int(offset.max()) if offset.numel() else 0) + q.shape[1]
-        else:
-            needed = check_int_offset(offset) + q.shape[1]  # no device sync for the common decode case
+        # an int offset needs no device sync (the common decode case)
+        where = token_positions(q.shape, positions=positions, offset=offset, cu_seqlens=cu_seqlens)
+        assert where.needed is not None  # values are read here
+        needed = max(where.needed, 1)
         cos, sin = self.tables(needed, q.device)
         return apply_rotary(
             q, k, cos, sin,

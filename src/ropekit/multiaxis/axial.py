@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ropekit.core.reference import LAYOUTS, apply_rotary_ref
+from ropekit.core.reference import LAYOUTS, rotate_gathered
 from ropekit.core.validation import check_choice, check_positive, check_positive_int, check_rotary_dim
 
 __all__ = ["RoPEMixed", "apply_axial", "axial_cos_sin", "axial_inv_freq"]
@@ -69,8 +69,8 @@ def apply_axial(
     """
     check_choice("layout", layout, LAYOUTS)
     cos, sin = axial_cos_sin(coords, inv_freq)
-    q2 = apply_rotary_ref(q, cos.to(q.device), sin.to(q.device), layout=layout)  # type: ignore[arg-type]
-    k2 = None if k is None else apply_rotary_ref(k, cos.to(k.device), sin.to(k.device), layout=layout)  # type: ignore[arg-type]
+    q2 = rotate_gathered(q, cos.to(q.device), sin.to(q.device), layout=layout)  # type: ignore[arg-type]
+    k2 = None if k is None else rotate_gathered(k, cos.to(k.device), sin.to(k.device), layout=layout)  # type: ignore[arg-type]
     return q2, k2
 
 
@@ -129,8 +129,8 @@ class RoPEMixed(nn.Module):
                 )
         cos, sin = self.cos_sin(coords)
         # treat heads as the "seqlen" axis of the oracle so each head gets its own angles
-        q2 = apply_rotary_ref(q.unsqueeze(-2), cos.to(q.device), sin.to(q.device), layout=self.layout).squeeze(-2)  # type: ignore[arg-type]
+        q2 = rotate_gathered(q.unsqueeze(-2), cos.to(q.device), sin.to(q.device), layout=self.layout).squeeze(-2)  # type: ignore[arg-type]
         k2 = None
         if k is not None:
-            k2 = apply_rotary_ref(k.unsqueeze(-2), cos.to(k.device), sin.to(k.device), layout=self.layout).squeeze(-2)  # type: ignore[arg-type]
+            k2 = rotate_gathered(k.unsqueeze(-2), cos.to(k.device), sin.to(k.device), layout=self.layout).squeeze(-2)  # type: ignore[arg-type]
         return q2, k2

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.core.validation import check_positions
 
 __all__ = ["apply_mrope", "mrope_axis_of_pair", "mrope_cos_sin"]
@@ -105,6 +105,6 @@ def apply_mrope(
     with M-RoPE at ``positions`` ``(3, batch, seqlen)`` in ``config.layout``."""
     cos, sin = mrope_cos_sin(config, positions, section, interleaved=interleaved, seq_len=seq_len)
     cos, sin = cos.to(q.device), sin.to(q.device)
-    q2 = apply_rotary_ref(q, cos, sin, layout=config.layout)
-    k2 = None if k is None else apply_rotary_ref(k, cos, sin, layout=config.layout)
+    q2 = rotate_gathered(q, cos, sin, layout=config.layout)
+    k2 = None if k is None else rotate_gathered(k, cos, sin, layout=config.layout)
     return q2, k2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.config import RopeConfig
+from ropekit.core.frequencies import kept_pairs
 from ropekit.core.tables import cos_sin_table
 
 __all__ = ["p_rope_cos_sin_table", "p_rope_inv_freq"]
@@ -28,7 +29,7 @@ def p_rope_inv_freq(config: RopeConfig, p: float, *, seq_len: int | None = None)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a fraction in [0, 1], got {p!r}.")
     inv = config.inv_freq(seq_len).clone()
-    keep = round(p * inv.numel())
+    keep = kept_pairs(p, inv.numel())
     # the highest frequencies are the largest inv_freq; scaling can reorder them, so rank rather than slice
     order = torch.argsort(inv, descending=True, stable=True)
     inv[order[keep:]] = 0.0

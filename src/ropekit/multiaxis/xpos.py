@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ropekit.core.config import RopeConfig
-from ropekit.core.reference import apply_rotary_ref
+from ropekit.core.reference import rotate_gathered
 from ropekit.core.tables import angles
 from ropekit.core.validation import check_positive
 
@@ -51,4 +51,4 @@ def apply_xpos(
     torch.Size([1, 4, 2, 8])
     """
     cq, sq, ck, sk = xpos_cos_sin(config, positions, scale_base=scale_base, center=center)
-    return (apply_rotary_ref(q, cq, sq, layout=config.layout), apply_rotary_ref(k, ck, sk, layout=config.layout))
+    return (rotate_gathered(q, cq, sq, layout=config.layout), rotate_gathered(k, ck, sk, layout=config.layout))

@@ -12,14 +12,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ropekit.devices import resolve_device
+
 __all__ = ["Dist", "init_distributed", "resolve_device"]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)

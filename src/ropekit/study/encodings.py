@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ropekit.core.frequencies import kept_pairs
 from ropekit.core.validation import check_choice, check_positive, check_positive_int
 
 __all__ = [
@@ -220,7 +221,7 @@ class Rotary(PositionEncoding):
         self.base_config = config
         self.train_len = train_len
         half = self.base_config.rotary_dim // 2
-        self.n_keep = max(1, round(fraction * half))
+        self.n_keep = max(1, kept_pairs(fraction, half))
         self.fraction = fraction
         self.backend = backend
         self.config = self.base_config

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ropekit.io import atomic_write_text
 from ropekit.study.io import write_json
 
-__all__ = ["format_tables", "write_reports"]
+__all__ = ["PLOTTED_VARIANTS", "format_tables", "write_reports"]
+
+#: eval variants drawn in study.png: plain, the best-known scaling and one training-free extension
+PLOTTED_VARIANTS: tuple[str, ...] = ("none", "yarn", "self-extend")
 
 _PROTO_TITLES = {
     "same_target": "Same target tokens (last T tokens of each window; context grows)",
@@ -78,19 +82,19 @@ def format_tables(results: dict[str, Any]) -> str:
 
 
 def write_reports(results: dict[str, Any], out_dir: str | Path) -> None:
-    """``results.json`` + ``results.md`` (+ ``study.png`` when matplotlib is available), all atomic."""
-    import os
+    """``results.json`` + ``results.md`` (+ ``study.png`` of :data:`PLOTTED_VARIANTS` when matplotlib is
+    available), all atomic."""
 
     out = Path(out_dir)
     write_json(results, out / "results.json")
-    tmp = out / ".results.md.tmp"
-    tmp.write_text(format_tables(results))
-    os.replace(tmp, out / "results.md")
+    atomic_write_text(out / "results.md", format_tables(results))
     try:
         from ropekit.plots import plot_study
     except ImportError:  # pragma: no cover - plots.py without the study section
         return
+    # every row in the tables, but only a few variants in the plot: with all ~30 lines colours repeat
+    plotted = {**results, "rows": [r for r in results["rows"] if r["variant"] in PLOTTED_VARIANTS]}
     try:
-        plot_study(results, out / "study.png")
+        plot_study(plotted, out / "study.png")
     except ImportError:  # matplotlib missing: tables are still written
         pass

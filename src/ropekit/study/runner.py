@@ -168,6 +168,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
         if saved["fingerprint"] != fp:
             raise ValueError(f"{run_dir / 'eval.json'} was evaluated with other settings; pick a fresh --out.")
         todo = [v for v in _variants(cfg, name) if v not in saved["variants"]]
+        grown = bool(saved["variants"])
         if not todo:
             continue
         t_train = time.time()
@@ -199,7 +200,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
             if dist.is_main:
                 write_json(saved, run_dir / "eval.json")
             dist.barrier()
-        timings[run_id] = {"train_s": round(t_eval - t_train, 1), "eval_s": round(time.time() - t_eval, 1),
+        # summed over invocations of the same run (its eval.json already held variants): a study grown by
+        # new variants adds their eval time; a run started afresh starts its timing afresh
+        before = timings.get(run_id, {}) if grown else {}
+        timings[run_id] = {"train_s": round(before.get("train_s", 0.0) + t_eval - t_train, 1),
+                           "eval_s": round(before.get("eval_s", 0.0) + time.time() - t_eval, 1),
                            "final_train_loss": state["losses"][-1][1] if state["losses"] else None}
         if dist.is_main:
             write_json(timings, out / "timings.json")

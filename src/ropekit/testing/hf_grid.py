@@ -1,17 +1,57 @@
-"""The exactness grid: real model configs (and variations) as HF config.json dicts, shared by tests."""
+"""Peer grids shared by ropekit's tests and benchmarks (not used by the library itself).
+
+:data:`GRID` holds real model configs (and variations) as HF ``config.json`` dicts; :func:`hf_frequencies`
+asks transformers what it computes for one, so exactness is always checked against the peer, never
+against numbers written down here. Importing this module needs only the standard library.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any
 
-DATA = Path(__file__).parent / "data"
+__all__ = ["GRID", "grid_config", "hf_frequencies", "phi3_mini_128k"]
+
+PHI3_MINI_128K = {  # RoPE fields of the public Phi-3-mini-128k-instruct config.json (real LongRoPE factor lists)
+    "model_type": 'phi3',
+    "hidden_size": 3072,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "max_position_embeddings": 131072,
+    "original_max_position_embeddings": 4096,
+    "rope_theta": 10000.0,
+    "rope_scaling": {
+        "type": 'longrope',
+        "long_factor": [
+            1.0299999713897705, 1.0499999523162842, 1.0499999523162842, 1.0799999237060547, 1.2299998998641968,
+            1.2299998998641968, 1.2999999523162842, 1.4499999284744263, 1.5999999046325684, 1.6499998569488525,
+            1.8999998569488525, 2.859999895095825, 3.68999981880188, 5.419999599456787, 5.489999771118164,
+            5.489999771118164, 9.09000015258789, 11.579999923706055, 15.65999984741211, 15.769999504089355,
+            15.789999961853027, 18.360000610351562, 21.989999771118164, 23.079999923706055, 30.009998321533203,
+            32.35000228881836, 32.590003967285156, 35.56000518798828, 39.95000457763672, 53.840003967285156,
+            56.20000457763672, 57.95000457763672, 59.29000473022461, 59.77000427246094, 59.920005798339844,
+            61.190006256103516, 61.96000671386719, 62.50000762939453, 63.3700065612793, 63.48000717163086,
+            63.48000717163086, 63.66000747680664, 63.850006103515625, 64.08000946044922, 64.760009765625,
+            64.80001068115234, 64.81001281738281, 64.81001281738281,
+        ],
+        "short_factor": [
+            1.05, 1.05, 1.05, 1.1, 1.1, 1.1, 1.2500000000000002, 1.2500000000000002, 1.4000000000000004,
+            1.4500000000000004, 1.5500000000000005, 1.8500000000000008, 1.9000000000000008, 2.000000000000001,
+            2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+            2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+            2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001, 2.000000000000001,
+            2.000000000000001, 2.000000000000001, 2.000000000000001, 2.1000000000000005, 2.1000000000000005, 2.2,
+            2.3499999999999996, 2.3499999999999996, 2.3499999999999996, 2.3499999999999996, 2.3999999999999995,
+            2.3999999999999995, 2.6499999999999986, 2.6999999999999984, 2.8999999999999977, 2.9499999999999975,
+            3.049999999999997, 3.049999999999997, 3.049999999999997,
+        ],
+    },
+}
 
 
 def phi3_mini_128k() -> dict:
-    d = json.loads((DATA / "phi3_mini_128k.json").read_text())
-    d.pop("_comment")
-    return d
+    """The RoPE fields of the public Phi-3-mini-128k-instruct config.json, as a fresh dict."""
+    return json.loads(json.dumps(PHI3_MINI_128K))
 
 
 LLAMA31_8B = {
@@ -78,7 +118,7 @@ PROPORTIONAL = {  # Gemma-style: a quarter of the frequencies rotate, over the f
 }
 
 #: name -> (config dict, seq_lens to evaluate at)
-GRID: dict[str, tuple[dict, tuple]] = {
+GRID: dict[str, tuple[dict | None, tuple]] = {
     "llama3.1-8b": (LLAMA31_8B, (None,)),
     "qwen2.5-7b-yarn": (QWEN25_7B_YARN, (None,)),
     "deepseek-v2-yarn": (DEEPSEEK_V2_YARN, (None,)),
@@ -96,5 +136,32 @@ GRID: dict[str, tuple[dict, tuple]] = {
 
 
 def grid_config(name: str) -> dict:
+    """A fresh copy of grid entry ``name`` (callers may edit it).
+
+    >>> grid_config("smollm2-135m")["rope_theta"]
+    100000.0
+    """
+    if name not in GRID:
+        raise ValueError(f"name={name!r} is not one of {sorted(GRID)}.")
     d = GRID[name][0]
     return phi3_mini_128k() if d is None else json.loads(json.dumps(d))
+
+
+def hf_frequencies(d: dict, seq_len: int | None) -> tuple[Any, float]:
+    """What transformers itself computes for this config.json dict: ``(inv_freq, attention_factor)``."""
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    d = dict(d)
+    model_type = d.pop("model_type")
+    cfg = AutoConfig.for_model(model_type, **d)
+    params = cfg.rope_parameters
+    rope_type = params.get("rope_type", "default")
+    if rope_type == "default":
+        from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbedding
+        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+        rotary: Any = GPTNeoXRotaryEmbedding if model_type == "gpt_neox" else LlamaRotaryEmbedding
+        return rotary.compute_default_rope_parameters(cfg)
+    kw = {} if seq_len is None else {"seq_len": seq_len}
+    return ROPE_INIT_FUNCTIONS[rope_type](cfg, "cpu", **kw)
