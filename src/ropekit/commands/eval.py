@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="ropekit-eval", help="output directory (default: ./ropekit-eval)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (a few minutes on 2 CPU cores for SmolLM2): none, yarn, self-extend, dca "
-                        "(hybrid models: none, yarn:full_attention, yarn), one 1.125x-context window (4096 tokens when the context is above 8k, "
-                        "which then stays inside it), short passkey")
+                        "(hybrid models: none, yarn:full_attention, yarn), one 1.125x-context window (4096 tokens "
+                        "when the context is above 8k, which then stays inside it), short passkey")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
