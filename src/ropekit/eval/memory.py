@@ -40,9 +40,10 @@ from typing import Any
 __all__ = ["PeakMeter", "available_bytes", "check_memory", "estimate_peak_bytes"]
 
 FP32 = 4  # bytes per activation: the eval runs fp32 models
-# bytes per n x n entry per distinct mask: a bool mask plus what SDPA on CPU derives from it; Gemma-3-270M
-# grew by 2.5 (perplexity) to 3.1 (passkey) bytes per entry over both masks from 8k to 16k tokens: 2 x 2 covers it
-MASK_BYTES = 2
+# bytes per n x n entry per distinct mask: a bool mask plus what SDPA on CPU derives from it. Gemma-3-270M
+# grew by 2.5 (perplexity) to 3.1 (passkey) bytes per entry over both masks from 8k to 16k tokens, but a 48k
+# window passed 5.3 (14.9 GB, then OOM-killed, experiments/LOG.md): 2 x 4 keeps the refusal on the safe side
+MASK_BYTES = 4
 SAFETY = 1.0  # multiplier on the activation terms (measured peaks are 0-70% under the estimate, see the doc)
 OVERHEAD = 256 << 20  # allocator slack, masks' index tensors, small buffers
 USABLE = 0.9  # refuse above this fraction of the free memory: the OS and page cache need some
