@@ -15,7 +15,6 @@ process (peak RSS is per method) and writes ``OUT/<label>.json`` atomically; rer
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import resource
 import subprocess
@@ -45,18 +44,18 @@ def chunked_losses(model, ids, chunk: int):
     import torch
 
     from ropekit.eval.perplexity import logit_chunk
+    from ropekit.patching.verify import cache_kwargs, returned_cache
 
     head = model.get_output_embeddings()
     rows = logit_chunk(head.out_features)
-    cache_kw = "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
     cache = None
     out = torch.empty(ids.numel() - 1, dtype=torch.float32)
     with torch.no_grad():
         for start in range(0, ids.numel(), chunk):
             part = ids[start : start + chunk][None]
-            kw = {} if cache is None else {cache_kw: cache}
+            kw = {} if cache is None else cache_kwargs(model.base_model, cache)
             res = model.base_model(input_ids=part, use_cache=True, **kw)
-            cache = getattr(res, "cache", None) or res.past_key_values
+            cache = returned_cache(res)
             hidden = res.last_hidden_state[0]
             for a in range(0, part.shape[1], rows):
                 b = min(a + rows, part.shape[1])

@@ -3,13 +3,12 @@ forward, undo restores the model exactly, bad parameters and padded batches rais
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 
 import ropekit
 from ropekit.extension import DualChunk, DynamicYaRN, LeakyReRoPE, ReRoPE, SelfExtend
+from ropekit.patching.verify import cache_kwargs
 from ropekit.patching.zoo import tiny_model
 
 FAMILIES = ("llama", "qwen3", "gemma3_text", "mistral", "phi3", "cohere", "gpt_neox")
@@ -22,10 +21,6 @@ def _ids(n: int = N) -> torch.Tensor:
     return ((torch.arange(n) * 37 + 11) % 250)[None]
 
 
-def _kw(model, cache):
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
-
-
 @torch.no_grad()
 def _full_and_decoded(model, ids):
     full = model(ids).logits
@@ -33,7 +28,7 @@ def _full_and_decoded(model, ids):
     cache = getattr(out, "cache", None) or out.past_key_values
     steps = []
     for t in range(ids.shape[1] - 3, ids.shape[1]):
-        step = model(ids[:, t:t + 1], use_cache=True, **_kw(model, cache))
+        step = model(ids[:, t:t + 1], use_cache=True, **cache_kwargs(model, cache))
         cache = getattr(step, "cache", None) or step.past_key_values
         steps.append(step.logits[:, -1])
     return full, torch.stack(steps, 1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import ropekit
+from ropekit.patching.verify import cache_kwargs, returned_cache
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 
@@ -34,17 +35,10 @@ def _ids(tok, n: int) -> torch.Tensor:
     return token_windows(tok, resolve_text("stdlib"), n, 1)[0].ids[None]  # (1, n) Python stdlib source
 
 
-def _cache_kw(model, cache):
-    import inspect
-
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
-
-
 @torch.no_grad()
 def _prefill_and_step(model, ids):
     out = model(input_ids=ids[:, :-1], use_cache=True)
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    step = model(input_ids=ids[:, -1:], use_cache=True, **_cache_kw(model, cache))
+    step = model(input_ids=ids[:, -1:], use_cache=True, **cache_kwargs(model, returned_cache(out)))
     return out.logits[:, -64:].float(), step.logits.float()
 
 

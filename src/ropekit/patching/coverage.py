@@ -20,12 +20,13 @@ A type either passes every check that applies, or ``ropekit.patch`` refuses it w
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ropekit.patching.verify import cache_kwargs, returned_cache
 
 __all__ = ["ATOL", "CoverageResult", "check_model_type", "greedy"]
 
@@ -45,16 +46,11 @@ class CoverageResult:
     seconds: float = 0.0
 
 
-def _cache_kw(model: Any, cache: Any) -> dict[str, Any]:
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
-
-
 @torch.no_grad()
 def greedy(model: Any, prompt: torch.Tensor, n: int = _NEW_TOKENS) -> list[int]:
     """Greedy cached decoding, one token a step (what generation with a KV cache does)."""
     out = model(input_ids=prompt, use_cache=True)
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    cache = returned_cache(out)
     tokens: list[int] = []
     nxt = out.logits[:, -1:].argmax(-1)
     for _ in range(n):
@@ -63,8 +59,8 @@ def greedy(model: Any, prompt: torch.Tensor, n: int = _NEW_TOKENS) -> list[int]:
             prompt = torch.cat([prompt, nxt], dim=1)
             out = model(input_ids=prompt)
         else:
-            out = model(input_ids=nxt, use_cache=True, **_cache_kw(model, cache))
-            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            out = model(input_ids=nxt, use_cache=True, **cache_kwargs(model, cache))
+            cache = returned_cache(out)
         nxt = out.logits[:, -1:].argmax(-1)
     return tokens
 

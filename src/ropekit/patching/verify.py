@@ -27,7 +27,10 @@ from ropekit.core.plan import RopePlan
 from ropekit.patching.adapter import RotarySite
 from ropekit.patching.formats import as_tensors, detect_format
 
-__all__ = ["PROBE_TOKENS", "PatchVerificationError", "SiteFormat", "model_probe", "outputs_close", "probe_site"]
+__all__ = [
+    "PROBE_TOKENS", "PatchVerificationError", "SiteFormat", "cache_kwargs", "model_probe", "outputs_close",
+    "probe_site", "returned_cache",
+]
 
 PROBE_TOKENS = 8  # prefill length of the end-to-end probe (one decode step follows)
 _SHORT = 24  # consecutive positions probed on each rotary module, then two near the context
@@ -134,14 +137,21 @@ def _main_output(out: Any) -> torch.Tensor:
     raise PatchVerificationError(f"model output {type(out).__name__} has neither logits nor last_hidden_state.")
 
 
+def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
+    """``{name: cache}`` for ``model.forward``: transformers 5.24 renamed ``past_key_values`` to ``cache``."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned (``cache`` in 5.24+, ``past_key_values`` before), or None."""
+    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+
 def model_probe(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs of a fixed ``PROBE_TOKENS``-token prompt and of one cached decode step after it."""
     device = next(model.parameters()).device
     vocab = _vocab(model)
     ids = ((torch.arange(PROBE_TOKENS + 1, device=device) * 7919 + 11) % max(vocab - 1, 1))[None]
-    # transformers 5.24 renamed the cache argument `past_key_values` -> `cache`
-    params = inspect.signature(model.forward).parameters
-    cache_arg = "cache" if "cache" in params else "past_key_values"
     was_training = model.training
     threads = torch.get_num_threads()
     # an 8-token probe gains nothing from threads, and OpenMP workers spinning on a busy CPU cost seconds
@@ -150,10 +160,10 @@ def model_probe(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         with torch.no_grad():
             out = model(input_ids=ids[:, :-1], use_cache=True)
-            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            cache = returned_cache(out)
             if cache is None:  # a model without a KV cache (recurrent state, or none): check the next token whole
                 return _main_output(out), _main_output(model(input_ids=ids))[:, -1:]
-            step = model(input_ids=ids[:, -1:], use_cache=True, **{cache_arg: cache})
+            step = model(input_ids=ids[:, -1:], use_cache=True, **cache_kwargs(model, cache))
     finally:
         model.train(was_training)
         torch.set_num_threads(threads)

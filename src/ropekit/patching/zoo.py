@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ropekit.patching.verify import cache_kwargs, returned_cache
+
 __all__ = ["PROBE_TOKENS", "probe", "rope_model_types", "text_config_of", "tiny_config", "tiny_model"]
 
 #: Fixed prompt for :func:`probe`: 12 ordinary ids, clear of the low/high ids configs reserve as specials.
@@ -357,11 +359,11 @@ def probe(model: Any, tokens: tuple[int, ...] = PROBE_TOKENS) -> tuple[torch.Ten
         raise ValueError(f"tokens must hold at least 2 ids, got {len(tokens)}")
     ids = torch.tensor([list(tokens)], dtype=torch.long)
     first = model(input_ids=ids[:, :-1], use_cache=True)
-    cache = getattr(first, "past_key_values", None)
+    cache = returned_cache(first)
     if cache is None:  # recurrent_gemma keeps its cache inside its modules and is told where it is instead
         step = torch.tensor([ids.shape[1] - 1])
         second = model(input_ids=ids[:, -1:], cache_position=step, use_cache=True)
     else:
-        second = model(input_ids=ids[:, -1:], past_key_values=cache, use_cache=True)
+        second = model(input_ids=ids[:, -1:], use_cache=True, **cache_kwargs(model, cache))
     return first.logits, second.logits
 
