@@ -14,7 +14,8 @@ import torch
 import ropekit
 from ropekit.core.scaling import Scaling
 from ropekit.interop import dialects, from_hf, from_llama_cpp_args, from_vllm, to_hf, to_llama_cpp_args, to_vllm
-from ropekit.interop.gguf import from_gguf, from_gguf_metadata, to_gguf_metadata, to_gguf_tensors, write_gguf_rope
+from ropekit.interop.gguf import from_gguf, from_gguf_metadata
+from ropekit.interop.gguf_write import to_gguf_metadata, to_gguf_tensors, write_gguf_rope
 
 HD = 64
 

@@ -10,7 +10,7 @@ import torch
 import ropekit
 from ropekit.core.reference import rotate_gathered
 from ropekit.interop import from_gguf, from_hf, load_rope_config, permute_qk, to_gguf_metadata, write_gguf_rope
-from ropekit.interop.gguf import to_gguf_tensors
+from ropekit.interop.gguf_write import to_gguf_tensors
 
 gguf = pytest.importorskip("gguf")
 

@@ -189,8 +189,8 @@ class RopeConfig:
         return to_hf(self, **kwargs)
 
     def to_gguf_metadata(self, arch: str) -> dict[str, Any]:
-        """GGUF ``{arch}.rope.*`` metadata. See :func:`ropekit.interop.gguf.to_gguf_metadata`."""
-        from ropekit.interop.gguf import to_gguf_metadata
+        """GGUF ``{arch}.rope.*`` metadata. See :func:`ropekit.interop.gguf_write.to_gguf_metadata`."""
+        from ropekit.interop.gguf_write import to_gguf_metadata
 
         return to_gguf_metadata(self, arch)
 

@@ -10,7 +10,8 @@ from ropekit.interop.compat import (
     compat_inv_freq,
     softmax_scale_multiplier,
 )
-from ropekit.interop.gguf import from_gguf, to_gguf_metadata, to_gguf_tensors, write_gguf_rope
+from ropekit.interop.gguf import from_gguf
+from ropekit.interop.gguf_write import to_gguf_metadata, to_gguf_tensors, write_gguf_rope
 from ropekit.interop.hf import from_hf, to_hf, to_hf_per_layer_type
 from ropekit.interop.kv_cache import HFCacheRerotator, RerotatingKVCache
 from ropekit.interop.llama_cpp import from_llama_cpp_args, to_llama_cpp_args

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from ropekit.core.config import RopeConfig
 from ropekit.core.validation import check_choice
-from ropekit.interop import gguf, hf, llama_cpp, vllm
+from ropekit.interop import gguf, gguf_write, hf, llama_cpp, vllm
 
 __all__ = ["DIALECTS", "Codec", "Table", "codec", "notes", "reader", "writer", "written_methods"]
 
@@ -62,14 +62,14 @@ DIALECTS: dict[str, dict[str, Codec[Any, Any]]] = {
         "proportional": Codec(read=hf._read_proportional, write=hf._write_proportional),
     },
     "gguf": {
-        "default": Codec(read=gguf._read_default, write=gguf._write_default),
-        "linear": Codec(read=gguf._read_linear, write=gguf._write_linear),
-        "ntk": Codec(read=gguf._read_ntk, write=gguf._write_ntk, note=_NO_NTK_KEY.format(
+        "default": Codec(read=gguf._read_default, write=gguf_write._write_default),
+        "linear": Codec(read=gguf._read_linear, write=gguf_write._write_linear),
+        "ntk": Codec(read=gguf._read_ntk, write=gguf_write._write_ntk, note=_NO_NTK_KEY.format(
             form="NTK again from the {arch}.rope.ropekit.* keys")),
         "dynamic": Codec(read=None, write=None, refused=_NO_DYNAMIC),
-        "yarn": Codec(read=gguf._read_yarn, write=gguf._write_yarn),
-        "longrope": Codec(read=gguf._read_longrope, write=gguf._write_longrope),
-        "llama3": Codec(read=gguf._read_llama3, write=gguf._write_llama3),
+        "yarn": Codec(read=gguf._read_yarn, write=gguf_write._write_yarn),
+        "longrope": Codec(read=gguf._read_longrope, write=gguf_write._write_longrope),
+        "llama3": Codec(read=gguf._read_llama3, write=gguf_write._write_llama3),
         "proportional": Codec(read=None, write=None, refused=_NO_PROPORTIONAL),
     },
     "llama.cpp": {
@@ -83,7 +83,7 @@ DIALECTS: dict[str, dict[str, Codec[Any, Any]]] = {
         "longrope": Codec(read=None, write=None, refused="llama.cpp flags cannot express 'longrope' scaling; "
                           "llama.cpp carries it in the GGUF tensors rope_factors_long/short"),
         "llama3": Codec(read=None, write=None, refused="llama.cpp flags cannot express 'llama3' scaling; llama.cpp "
-                        "carries it in the GGUF tensor rope_freqs (see ropekit.interop.gguf.to_gguf_tensors)"),
+                        "carries it in the GGUF tensor rope_freqs (see ropekit.interop.gguf_write.to_gguf_tensors)"),
         "proportional": Codec(read=None, write=None, refused="llama.cpp flags cannot express 'proportional' "
                               "scaling (no proportional rotary in llama.cpp)"),
     },
