@@ -36,7 +36,7 @@ def _save(plt: Any, fig: Any, path: str | Path, dpi: int = 110) -> Path:
 # -- inspect: wavelength per pair ----------------------------------------------------------------------
 def plot_wavelengths(summary: dict[str, Any], path: str | Path) -> Path:
     """Wavelength (tokens per turn, log scale) per rotary pair before and after scaling, against the
-    original and extended context. ``summary`` comes from :func:`ropekit.core.summary.frequency_summary`."""
+    original and extended context. ``summary`` comes from :func:`ropekit.summary.frequency_summary`."""
     plt = _pyplot()
     pairs = summary["pairs"]
     idx = [p["pair"] for p in pairs]

@@ -82,7 +82,7 @@ def test_torchrun_two_gloo_ranks_give_the_single_process_result(tiny_root: Path,
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmdline = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "ropekit.study", *ARGS, "--out", str(ddp), "--root", str(tiny_root)]
+               "--master_port", str(port), "-m", "ropekit", "study", *ARGS, "--out", str(ddp), "--root", str(tiny_root)]
     # own session, so a hang can be killed with all of torchrun's workers
     proc = subprocess.Popen(cmdline, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

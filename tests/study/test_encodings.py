@@ -142,11 +142,11 @@ def test_bad_names_are_clear_errors() -> None:
 def test_rotary_takes_any_rope_config() -> None:
     cfg = ropekit.RopeConfig(head_dim=16, base=1000.0, layout="interleaved", partial_rotary_factor=0.5,
                              max_position_embeddings=32, scaling=ropekit.Linear(factor=2.0))
-    enc = Rotary(16, 32, config=cfg)
+    enc = Rotary(16, 32, cfg=cfg)
     q, k = torch.randn(1, 7, 2, 16), torch.randn(1, 7, 2, 16)
     a, b = enc.rotate(q, k)
     c, d = ropekit.RotaryEmbedding(cfg, backend="reference")(q, k)
     torch.testing.assert_close(a, c)
     torch.testing.assert_close(b, d)
     with pytest.raises(ValueError, match="head_dim=8"):
-        Rotary(8, 32, config=cfg)
+        Rotary(8, 32, cfg=cfg)

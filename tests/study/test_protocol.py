@@ -3,16 +3,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ropekit.study.protocol import EvalPlan, evaluate_plan, make_plan, score_spans
+from ropekit.study.protocol import SpanPlan, evaluate_span_plan, make_span_plan, score_spans
 from ropekit.study.stats import bootstrap_indices, mean_over_seeds, ppl_ci, ratio_ci
 
 CONTEXTS = (16, 32, 64, 128)
 
 
-def _plan(**kw) -> EvalPlan:
+def _plan(**kw) -> SpanPlan:
     args = dict(target=8, n_windows=10, n_blocks=3, n_regions=3, region_len=32, stride=8)
     args.update(kw)
-    return make_plan(5000, CONTEXTS, **args)
+    return make_span_plan(5000, CONTEXTS, **args)
 
 
 def _targets(span: tuple[int, int, int]) -> range:
@@ -49,7 +49,7 @@ def test_plan_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="stride"):
         _plan(stride=7)
     with pytest.raises(ValueError, match="too short"):
-        make_plan(100, CONTEXTS, target=8, n_windows=3, n_blocks=1, n_regions=1, region_len=8, stride=8)
+        make_span_plan(100, CONTEXTS, target=8, n_windows=3, n_blocks=1, n_regions=1, region_len=8, stride=8)
 
 
 class TargetEcho(torch.nn.Module):
@@ -75,7 +75,7 @@ def test_score_spans_returns_the_target_tokens_nll() -> None:
 def test_evaluate_plan_unit_means_do_not_depend_on_context() -> None:
     stream = (torch.arange(5000) * 7 % 256).to(torch.uint8)
     model = TargetEcho()
-    res = evaluate_plan(model, stream, _plan())
+    res = evaluate_span_plan(model, stream, _plan())
     for proto, per_ctx in res.items():
         first = per_ctx[CONTEXTS[0]]
         for c in CONTEXTS:

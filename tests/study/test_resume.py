@@ -9,7 +9,7 @@ import torch
 import ropekit.study.train as train_mod
 from ropekit.study.io import atomic_save, read_json, write_json
 from ropekit.study.model import ModelConfig
-from ropekit.study.train import TrainConfig, load_model, lr_at, train
+from ropekit.study.train import TrainConfig, load_checkpoint, lr_at, train
 
 MCFG = ModelConfig(d_model=32, n_layers=1, n_heads=2, encoding="rope", train_len=16, max_len=64)
 STREAM = (torch.arange(20_000) * 31 % 251).to(torch.uint8)
@@ -71,7 +71,7 @@ def test_finished_runs_are_not_retrained(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(train_mod, "local_batch", boom)
     again, _ = train(MCFG, _cfg(), STREAM, tmp_path / "m.pt", progress=False)
-    loaded, ckpt = load_model(tmp_path / "m.pt")
+    loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
     for a, b, c in zip(model.parameters(), again.parameters(), loaded.parameters()):
         assert torch.equal(a, b) and torch.equal(a, c)
     with pytest.raises(ValueError, match="other settings"):

@@ -22,24 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-type", default=None, help="per-layer-type RoPE entry (e.g. full_attention)")
 
 
+def _is_path(source: str) -> bool:
+    """A path on disk, or what can only be meant as one (a missing file gets the loader's error)."""
+    return Path(source).exists() or Path(source).suffix in (".json", ".gguf") or "/" in source
+
+
 def load_config(source: str, layer_type: str | None = None) -> Any:
-    """RopeConfig from a config.json / model dir / GGUF path / known model name."""
-    from ropekit.core.config import RopeConfig
+    """RopeConfig from a config.json / model dir / GGUF path (:func:`ropekit.interop.load_rope_config`)
+    or a known model name (:func:`ropekit.models.rope_config_of`)."""
+    if _is_path(source):
+        from ropekit.interop.loader import load_rope_config
 
-    path = Path(source)
-    if path.is_dir() and (path / "config.json").is_file():
-        path = path / "config.json"
-    if path.suffix == ".json" and path.is_file():
-        return RopeConfig.from_hf(json.loads(path.read_text()), layer_type=layer_type)
-    if path.exists():
-        import ropekit.interop as interop
-
-        loader = getattr(interop, "load_rope_config", None)
-        if loader is None:
-            raise ValueError(f"cannot read {source}: expected an HF config.json or a model directory.")
-        return loader(path)
-    if path.suffix in (".json", ".gguf") or "/" in source:
-        raise FileNotFoundError(f"no such file: {source}")
+        return load_rope_config(source, layer_type=layer_type)
     from ropekit import models  # a model name, e.g. smollm2-135m
 
     return models.rope_config_of(source)
@@ -47,24 +41,14 @@ def load_config(source: str, layer_type: str | None = None) -> Any:
 
 def load_plan(source: str) -> Any:
     """The whole-model RopePlan of an HF source (config.json, model dir, model name); None for GGUF files."""
+    if _is_path(source):
+        from ropekit.interop.loader import load_rope_plan
+
+        return load_rope_plan(source)
     from ropekit.core.plan import RopePlan
+    from ropekit.models import hf_config_of
 
-    path = Path(source)
-    if path.is_dir() and (path / "config.json").is_file():
-        path = path / "config.json"
-    if path.suffix == ".json" and path.is_file():
-        try:
-            return RopePlan.from_hf(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if path.exists() or path.suffix in (".json", ".gguf") or "/" in source:
-        return None
-    from transformers import AutoConfig
-
-    from ropekit import models
-
-    directory = models.hf_directory(models.resolve_model(source))
-    return RopePlan.from_hf(AutoConfig.from_pretrained(directory, local_files_only=True))
+    return RopePlan.from_hf(hf_config_of(source))
 
 
 def format_plan(plan: Any) -> str:
@@ -120,7 +104,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropekit.core.summary import frequency_summary
+    from ropekit.summary import frequency_summary
 
     try:
         plan = load_plan(args.source) if args.layer_type is None else None
@@ -146,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_plan(args: argparse.Namespace, plan: Any) -> int:
     """A per-layer-type model: the plan table, then each rotating type's frequency summary."""
-    from ropekit.core.summary import frequency_summary
+    from ropekit.summary import frequency_summary
 
     summaries = {t: frequency_summary(plan.by_type[t], seq_len=args.seq_len) for t in plan.rope_types}
     if args.json:

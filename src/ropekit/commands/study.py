@@ -12,7 +12,7 @@ Resumable: rerun the same command to continue.
 Examples:
   ropekit study --quick --out study-quick                 # ~5 min on 2 CPU cores
   ropekit study --out study-full                          # 6 encodings x 3 seeds
-  torchrun --nproc_per_node 2 -m ropekit.study --quick --out study-ddp   # same trainer under DDP
+  torchrun --nproc_per_node 2 -m ropekit study --quick --out study-ddp   # same trainer under DDP
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m ropekit.study`` (and so for ``torchrun -m ropekit.study``)."""
+    """``ropekit study`` on its own argv (tests, notebooks); ``python -m ropekit study`` goes through the CLI."""
     parser = argparse.ArgumentParser(prog="ropekit study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from ropekit.eval.text import special_prefix
+from ropekit.patching.verify import cache_kwargs, returned_cache
 
 __all__ = [
     "FILLER", "PasskeyPrompt", "answer_ids", "build_prompt", "greedy_answer", "key_logprob", "passkey_key",
@@ -121,7 +122,7 @@ def answer_ids(tokenizer: Any, key: int) -> torch.Tensor:
 
 def _step(model: Any, token: int, cache: Any, pos: int) -> Any:
     device = next(model.parameters()).device
-    return model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache, use_cache=True,
+    return model(input_ids=torch.tensor([[token]], device=device), **cache_kwargs(model, cache), use_cache=True,
                  position_ids=torch.tensor([[pos]], device=device), logits_to_keep=1)
 
 
@@ -138,7 +139,7 @@ def _greedy(model: Any, tokenizer: Any, logits: torch.Tensor, cache: Any, n: int
             break
         if step + 1 < max_new_tokens:
             out = _step(model, nxt, cache, n + step)
-            logits, cache = out.logits[0, -1], out.past_key_values
+            logits, cache = out.logits[0, -1], returned_cache(out)
     return tokenizer.decode(generated)
 
 
@@ -147,7 +148,7 @@ def greedy_answer(model: Any, tokenizer: Any, ids: torch.Tensor, max_new_tokens:
     """Greedy continuation (KV cache; only last-position logits are formed), stopped once an integer ends."""
     device = next(model.parameters()).device
     out = model(input_ids=ids.to(device).unsqueeze(0), use_cache=True, logits_to_keep=1)
-    return _greedy(model, tokenizer, out.logits[0, -1], out.past_key_values, ids.numel(), max_new_tokens)
+    return _greedy(model, tokenizer, out.logits[0, -1], returned_cache(out), ids.numel(), max_new_tokens)
 
 
 def score_answer(answer: str, key: int) -> bool:
@@ -165,7 +166,7 @@ def _teacher(model: Any, prompt: PasskeyPrompt, logits: torch.Tensor, cache: Any
     """
     device = next(model.parameters()).device
     k, n = prompt.answer.numel(), prompt.ids.numel()
-    out = model(input_ids=prompt.answer.to(device)[None], past_key_values=cache, use_cache=True,
+    out = model(input_ids=prompt.answer.to(device)[None], **cache_kwargs(model, cache), use_cache=True,
                 position_ids=torch.arange(n, n + k, device=device)[None])
     rows = out.logits[0].float()
     logp = torch.log_softmax(torch.cat([logits.float()[None], rows[:-1]]), dim=-1).double().cpu()
@@ -178,7 +179,7 @@ def key_logprob(model: Any, prompt: PasskeyPrompt, logits: torch.Tensor, cache: 
 
     ``logits``: the prompt's last-position logits; ``cache``: its KV cache (left untouched: a copy is extended).
 
-    >>> lp = key_logprob(model, prompt, out.logits[0, -1], out.past_key_values)   # doctest: +SKIP
+    >>> lp = key_logprob(model, prompt, out.logits[0, -1], returned_cache(out))   # doctest: +SKIP
     >>> float(lp[prompt.digits].sum())                                            # doctest: +SKIP
     -0.27
     """
@@ -209,7 +210,7 @@ def _greedy_on_path(model: Any, tokenizer: Any, prompt: PasskeyPrompt, logits: t
             return _greedy(model, tokenizer, logits, pristine, n, MAX_NEW_TOKENS)
         else:
             out = _step(model, nxt, cache, n + step)
-            step_logits, cache = out.logits[0, -1], out.past_key_values
+            step_logits, cache = out.logits[0, -1], returned_cache(out)
     return tokenizer.decode(generated)
 
 
@@ -217,7 +218,7 @@ def _greedy_on_path(model: Any, tokenizer: Any, prompt: PasskeyPrompt, logits: t
 def _prefill(model: Any, ids: torch.Tensor, start: int, cache: Any) -> Any:
     device = next(model.parameters()).device
     pos = torch.arange(start, start + ids.numel(), device=device)[None]
-    return model(input_ids=ids.to(device)[None], past_key_values=cache, use_cache=True, position_ids=pos,
+    return model(input_ids=ids.to(device)[None], **cache_kwargs(model, cache), use_cache=True, position_ids=pos,
                  logits_to_keep=1)
 
 
@@ -228,7 +229,7 @@ def _trial(model: Any, tokenizer: Any, prompt: PasskeyPrompt, prefix: tuple[torc
     cache = copy.deepcopy(prefix[1]) if shared else None
     start = p if shared else 0
     out = _prefill(model, prompt.ids[start:], start, cache)
-    logits, cache = out.logits[0, -1], out.past_key_values
+    logits, cache = out.logits[0, -1], returned_cache(out)
     pristine = copy.deepcopy(cache)  # the prompt's cache, for a greedy answer that leaves the key's tokens
     lp, rows = _teacher(model, prompt, logits, cache)
     answer = _greedy_on_path(model, tokenizer, prompt, logits, rows, cache, pristine)
@@ -260,7 +261,7 @@ def passkey_trials(
     if reuse and prompts:
         t0 = time.perf_counter()
         ids = prompts[0][1].ids[: prompts[0][1].key_token_pos]
-        prefix = (ids, _prefill(model, ids, 0, None).past_key_values)
+        prefix = (ids, returned_cache(_prefill(model, ids, 0, None)))
         prefix_s = time.perf_counter() - t0
     for t, prompt in prompts:  # no grad-mode context across the yields: each call sets its own
         t0 = time.perf_counter()

@@ -30,46 +30,46 @@ def _cos_sin(angle: torch.Tensor, scale: float, dtype: torch.dtype) -> tuple[tor
     return (angle.cos() * scale).to(dtype), (angle.sin() * scale).to(dtype)
 
 
-def place(x: torch.Tensor, rope: RopeConfig, at: torch.Tensor, *, rope_from: RopeConfig | None = None,
+def place(x: torch.Tensor, cfg: RopeConfig, at: torch.Tensor, *, cfg_from: RopeConfig | None = None,
           at_from: torch.Tensor | None = None) -> torch.Tensor:
-    """``x`` ``(batch, heads, n, head_dim)`` rotated to positions ``at`` (float64 ``(n,)``) under ``rope``.
+    """``x`` ``(batch, heads, n, head_dim)`` rotated to positions ``at`` (float64 ``(n,)``) under ``cfg``.
 
-    ``x`` is raw (``at_from=None``), or already rotated under ``rope_from`` at ``at_from``: then only the
+    ``x`` is raw (``at_from=None``), or already rotated under ``cfg_from`` at ``at_from``: then only the
     difference is applied (one rotation, attention factors divided out). Returns float32 (float64 for
     float64 input). The tail past ``rotary_dim`` passes through.
 
     >>> import torch, ropekit
     >>> cfg = ropekit.RopeConfig(head_dim=8)
     >>> x, p = torch.randn(1, 2, 5, 8), torch.arange(5.0, dtype=torch.float64)
-    >>> y = place(place(x, cfg, p), cfg, p + 3, rope_from=cfg, at_from=p)   # rotate to p, then move by 3
+    >>> y = place(place(x, cfg, p), cfg, p + 3, cfg_from=cfg, at_from=p)   # rotate to p, then move by 3
     >>> torch.allclose(y, place(x, cfg, p + 3), atol=1e-6)
     True
     """
     calc = torch.promote_types(x.dtype, torch.float32)
-    inv, factor = rope.frequencies()
+    inv, factor = cfg.frequencies()
     angle = at.to(torch.float64)[:, None] * inv.to(at.device, torch.float64)
     scale = factor
     if at_from is not None:
-        src = rope if rope_from is None else rope_from
-        if src.layout != rope.layout or src.rotary_dim != rope.rotary_dim:
-            raise ValueError("rope_from and rope must pair the same channels (layout and rotary_dim).")
-        if src == rope and torch.equal(at_from.to(torch.float64), at.to(torch.float64)):
+        src = cfg if cfg_from is None else cfg_from
+        if src.layout != cfg.layout or src.rotary_dim != cfg.rotary_dim:
+            raise ValueError("cfg_from and cfg must pair the same channels (layout and rotary_dim).")
+        if src == cfg and torch.equal(at_from.to(torch.float64), at.to(torch.float64)):
             return x.to(calc)  # already there: no rotation, no rounding
         inv_from, factor_from = src.frequencies()
         angle = angle - at_from.to(torch.float64)[:, None] * inv_from.to(at.device, torch.float64)
         scale = factor / factor_from
     cos, sin = _cos_sin(angle.to(x.device), scale, calc)
-    out = rotate_gathered(x.to(calc).transpose(1, 2), cos, sin, layout=rope.layout)  # wants (b, n, h, d)
+    out = rotate_gathered(x.to(calc).transpose(1, 2), cos, sin, layout=cfg.layout)  # wants (b, n, h, d)
     return out.transpose(1, 2).contiguous()
 
 
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, rope: RopeConfig,
+def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, cfg: RopeConfig,
            q_pos: torch.Tensor | None, k_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(method, Extension):
         raise TypeError(f"method must be a ropekit.extension config (SelfExtend, DualChunk, ...), got "
                         f"{type(method).__name__}.")
-    if not isinstance(rope, RopeConfig):
-        raise TypeError(f"rope must be a ropekit.RopeConfig, got {type(rope).__name__}.")
+    if not isinstance(cfg, RopeConfig):
+        raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != 4:
             raise ValueError(f"{name} must be a floating (batch, heads, seqlen, head_dim) tensor.")
@@ -77,8 +77,8 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension,
         raise ValueError(f"q, k, v shapes do not fit: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}.")
     if q.shape[1] % k.shape[1]:
         raise ValueError(f"q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]}).")
-    if q.shape[-1] != rope.head_dim:
-        raise ValueError(f"head_dim {q.shape[-1]} does not match rope.head_dim={rope.head_dim}.")
+    if q.shape[-1] != cfg.head_dim:
+        raise ValueError(f"head_dim {q.shape[-1]} does not match cfg.head_dim={cfg.head_dim}.")
     n_q, n_k = q.shape[2], k.shape[2]
     if n_q > n_k:
         raise ValueError(f"more queries ({n_q}) than keys ({n_k}): the keys must include the queries' own.")
@@ -104,7 +104,7 @@ def _allowed(i: torch.Tensor, j: torch.Tensor, sliding_window: int | None) -> to
     return ok
 
 
-def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, rope: RopeConfig, *,
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, cfg: RopeConfig, *,
                         q_pos: torch.Tensor | None = None, k_pos: torch.Tensor | None = None,
                         scale: float | None = None, softcap: float | None = None,
                         sliding_window: int | None = None) -> torch.Tensor:
@@ -121,8 +121,8 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, metho
     >>> reference_attention(q, k, v, ReRoPE(window=3), cfg).shape
     torch.Size([1, 2, 6, 8])
     """
-    qp, kp = _check(q, k, v, method, rope, q_pos, k_pos)
-    run = method.rope_at(rope, int(max(qp.max(), kp.max())) + 1)
+    qp, kp = _check(q, k, v, method, cfg, q_pos, k_pos)
+    run = method.rope_at(cfg, int(max(qp.max(), kp.max())) + 1)
     b, hq, n_q, d = q.shape
     g = hq // k.shape[1]
     i, j = qp[:, None], kp[None, :]
@@ -158,13 +158,13 @@ def _fused_kernel(q: torch.Tensor, calc: torch.dtype) -> object:
     return op if op is not None and q.device.type == "cpu" and calc == torch.float32 else None
 
 
-def extended_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, rope: RopeConfig, *,
+def extended_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method: Extension, cfg: RopeConfig, *,
                        q_pos: torch.Tensor | None = None, k_pos: torch.Tensor | None = None, rotated: bool = False,
                        scale: float | None = None, softcap: float | None = None, sliding_window: int | None = None,
                        mask: torch.Tensor | None = None, chunk: int | None = None) -> torch.Tensor:
     """The method's attention, chunked over queries: memory O(n_k * chunk), never an n_q x n_k matrix.
 
-    ``rotated=True``: q/k were rotated under ``rope`` at their true positions (what a HF attention function
+    ``rotated=True``: q/k were rotated under ``cfg`` at their true positions (what a HF attention function
     receives); each region re-places them by the position difference. ``mask``: an extra HF mask
     broadcastable to ``(batch, q_heads, n_q, n_k)`` (bool: True = attend; float: added to the scores).
     ``chunk``: queries per step (None: as many as keep one score block under :data:`SCORE_ELEMENTS`).
@@ -180,26 +180,26 @@ def extended_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, method
     >>> bool((fast - reference_attention(q, k, v, se, cfg)).abs().max() < 1e-5)
     True
     """
-    qp, kp = _check(q, k, v, method, rope, q_pos, k_pos)
+    qp, kp = _check(q, k, v, method, cfg, q_pos, k_pos)
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be an int >= 1 or None, got {chunk!r}.")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dim() != 4
                              or mask.shape[1] not in (1, q.shape[1])):
         raise ValueError("mask must be a (batch or 1, 1 or q_heads, n_q, n_k) tensor, as HF attention masks are.")
-    run = method.rope_at(rope, int(max(qp.max(), kp.max())) + 1)
+    run = method.rope_at(cfg, int(max(qp.max(), kp.max())) + 1)
     b, hq, n_q, d = q.shape
     hk, n_k = k.shape[1], k.shape[2]
     g = hq // hk
     calc = torch.promote_types(q.dtype, torch.float32)
     scale = d ** -0.5 if scale is None else scale
-    src = rope if rotated else None
+    src = cfg if rotated else None
     qs: list[tuple[torch.Tensor, torch.Tensor]] = []
     ks: list[tuple[torch.Tensor, torch.Tensor]] = []
     regions = []
     q_from, k_from = (qp.double(), kp.double()) if rotated else (None, None)
     for part in method.parts(qp, kp):
-        qr = _dedupe(qs, part.q_at, lambda at: place(q, run, at, rope_from=src, at_from=q_from))
-        kr = _dedupe(ks, part.k_at, lambda at: place(k, run, at, rope_from=src, at_from=k_from))
+        qr = _dedupe(qs, part.q_at, lambda at: place(q, run, at, cfg_from=src, at_from=q_from))
+        kr = _dedupe(ks, part.k_at, lambda at: place(k, run, at, cfg_from=src, at_from=k_from))
         regions.append((qr.view(b, hk, g, n_q, d), kr.unsqueeze(2), part.mask))
     vv = v.to(calc).unsqueeze(2)  # (b, hk, 1, n_k, dv)
     step = chunk or max(1, min(n_q, SCORE_ELEMENTS // max(1, b * hq * n_k)))

@@ -41,9 +41,9 @@ _STATE = "_ropekit_extension"  # attribute hung on each attention module while p
 class _Layer:
     """What one attention module runs while patched."""
 
-    def __init__(self, method: Extension, rope: RopeConfig | None, fallback: Any) -> None:
+    def __init__(self, method: Extension, cfg: RopeConfig | None, fallback: Any) -> None:
         self.method = method  # the extension config
-        self.rope = rope  # the layer's RoPE (what the model rotated q/k with); None: NoPE layer
+        self.cfg = cfg  # the layer's RoPE (what the model rotated q/k with); None: NoPE layer
         self.fallback = fallback  # the model's previous attention function (NoPE layers, refusals)
 
 
@@ -75,7 +75,7 @@ def _attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     if state is None:
         raise ValueError(f"{type(module).__name__} is routed to {ATTN_NAME!r} but carries no ropekit extension "
                          "state (a patch undone by hand?); reload the model.")
-    if state.rope is None:  # a NoPE layer: no positions to re-place
+    if state.cfg is None:  # a NoPE layer: no positions to re-place
         return state.fallback(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                               sliding_window=sliding_window, softcap=softcap, **kwargs)
     if dropout and module.training:
@@ -83,7 +83,7 @@ def _attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value:
     if getattr(module, "is_causal", True) is False:
         raise ValueError(f"{type(module).__name__} is not causal; extension methods need causal attention.")
     q_pos, k_pos = _positions(query, key, kwargs)
-    out = extended_attention(query, key, value, state.method, state.rope, q_pos=q_pos, k_pos=k_pos, rotated=True,
+    out = extended_attention(query, key, value, state.method, state.cfg, q_pos=q_pos, k_pos=k_pos, rotated=True,
                              scale=scaling, softcap=softcap, sliding_window=sliding_window, mask=attention_mask)
     return out.transpose(1, 2).contiguous(), None
 
@@ -161,8 +161,8 @@ class ExtensionPatch:
 
     def undo(self) -> None:
         """Restore the attention implementation, the modules and the RoPE patch (idempotent)."""
-        for cfg, value in reversed(self._configs):
-            cfg._attn_implementation_internal = value
+        for config, value in reversed(self._configs):
+            config._attn_implementation_internal = value
         self._configs.clear()
         for m in self._modules:
             m.__dict__.pop(_STATE, None)
@@ -209,8 +209,8 @@ def install(model: nn.Module, base: Any, method: Extension) -> ExtensionPatch:
         configs = {id(c): c for c in [model.config, *(m.config for m in modules)]}
         for m in modules:
             impl = m.config._attn_implementation
-            rope = base.plan.for_layer(m.layer_idx)
-            m.__dict__[_STATE] = _Layer(ReRoPE(window=1 << 30), rope, _fallback(m, impl))
+            cfg = base.plan.for_layer(m.layer_idx)
+            m.__dict__[_STATE] = _Layer(ReRoPE(window=1 << 30), cfg, _fallback(m, impl))
             handle._modules.append(m)
         for c in configs.values():
             handle._configs.append((c, c._attn_implementation_internal))

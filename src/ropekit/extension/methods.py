@@ -82,9 +82,9 @@ class Extension:
         """The regions the chunked path computes (``q_pos`` ``(n_q,)``, ``k_pos`` ``(n_k,)`` int64)."""
         raise NotImplementedError
 
-    def rope_at(self, rope: RopeConfig, seq_len: int) -> RopeConfig:
+    def rope_at(self, cfg: RopeConfig, seq_len: int) -> RopeConfig:
         """The RoPE the attention runs at current length ``seq_len`` (the model's own, except dynamic YaRN)."""
-        return rope
+        return cfg
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
@@ -268,18 +268,18 @@ class DynamicYaRN(Extension):
     def factor(self, seq_len: int) -> float:
         return max(1.0, seq_len / self.original_max_position_embeddings)
 
-    def rope_at(self, rope: RopeConfig, seq_len: int) -> RopeConfig:
-        if rope.scaling is not None:
+    def rope_at(self, cfg: RopeConfig, seq_len: int) -> RopeConfig:
+        if cfg.scaling is not None:
             raise ValueError(
                 f"dynamic-yarn replaces the model's RoPE frequencies, but this RoPE already scales with "
-                f"{rope.method!r}; use a model without RoPE scaling or a static ropekit.YaRN."
+                f"{cfg.method!r}; use a model without RoPE scaling or a static ropekit.YaRN."
             )
         f = self.factor(seq_len)
         if f == 1.0:
-            return rope
+            return cfg
         yarn = YaRN(factor=f, original_max_position_embeddings=self.original_max_position_embeddings,
                     beta_fast=self.beta_fast, beta_slow=self.beta_slow)
-        return rope.replace(scaling=yarn)
+        return cfg.replace(scaling=yarn)
 
     def relative(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         return _f(i - j)

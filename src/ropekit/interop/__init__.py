@@ -15,7 +15,7 @@ from ropekit.interop.gguf_write import to_gguf_metadata, to_gguf_tensors, write_
 from ropekit.interop.hf import from_hf, to_hf, to_hf_per_layer_type
 from ropekit.interop.kv_cache import HFCacheRerotator, RerotatingKVCache
 from ropekit.interop.llama_cpp import from_llama_cpp_args, to_llama_cpp_args
-from ropekit.interop.loader import load_rope_config
+from ropekit.interop.loader import load_rope_config, load_rope_plan, resolve_rope_file
 from ropekit.interop.permute import layout_permutation, permute_qk
 from ropekit.interop.rerotate import rerotate
 from ropekit.interop.vllm import from_vllm, to_vllm
@@ -33,8 +33,10 @@ __all__ = [
     "from_vllm",
     "layout_permutation",
     "load_rope_config",
+    "load_rope_plan",
     "permute_qk",
     "rerotate",
+    "resolve_rope_file",
     "softmax_scale_multiplier",
     "to_gguf_metadata",
     "to_gguf_tensors",

@@ -28,7 +28,7 @@ class RerotatingKVCache:
 
     Per forward step: ``seq_len = cache.prepare(total_len)`` once (re-rotates every layer's keys if the
     frequencies for ``total_len`` differ from those the cache holds), rotate the new q/k with
-    ``config.cos_sin(positions, seq_len=seq_len)``, then ``k_all, v_all = cache.update(layer, k, v)``.
+    ``cfg.cos_sin(positions, seq_len=seq_len)``, then ``k_all, v_all = cache.update(layer, k, v)``.
 
     >>> import torch, ropekit
     >>> cfg = ropekit.RopeConfig(head_dim=8, max_position_embeddings=32,
@@ -38,10 +38,10 @@ class RerotatingKVCache:
     (20, 0)
     """
 
-    def __init__(self, config: RopeConfig) -> None:
-        if not isinstance(config, RopeConfig):
-            raise TypeError(f"config must be a ropekit.RopeConfig, got {type(config).__name__}.")
-        self.config = config
+    def __init__(self, cfg: RopeConfig) -> None:
+        if not isinstance(cfg, RopeConfig):
+            raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+        self.config = cfg
         self.keys: list[torch.Tensor | None] = []
         self.values: list[torch.Tensor | None] = []
         self._seq_len: int | None = None  # the length the cached keys' frequencies follow
@@ -95,17 +95,17 @@ class HFCacheRerotator:
     """Keep a transformers ``Cache`` (e.g. ``DynamicCache``) consistent across frequency changes.
 
     Call ``rerotator.prepare(cache, total_len)`` before each forward that ends at ``total_len`` tokens:
-    when ``config``'s frequencies for ``total_len`` differ from those the cached keys were rotated with
+    when ``cfg``'s frequencies for ``total_len`` differ from those the cached keys were rotated with
     (HF evaluates dynamic NTK / LongRoPE at ``max(position_ids) + 1``), every layer's keys
     ``(batch, kv_heads, seqlen, head_dim)`` are re-rotated in place, so decoding past LongRoPE's switch gives
-    the logits of a full recompute instead of HF's stale cache. ``config`` must describe the model's RoPE
+    the logits of a full recompute instead of HF's stale cache. ``cfg`` must describe the model's RoPE
     (e.g. ``ropekit.RopeConfig.from_hf(model.config)``).
     """
 
-    def __init__(self, config: RopeConfig) -> None:
-        if not isinstance(config, RopeConfig):
-            raise TypeError(f"config must be a ropekit.RopeConfig, got {type(config).__name__}.")
-        self.config = config
+    def __init__(self, cfg: RopeConfig) -> None:
+        if not isinstance(cfg, RopeConfig):
+            raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+        self.config = cfg
         self._seq_len: int | None = None
         self.rerotations = 0
 

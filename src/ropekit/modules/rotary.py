@@ -38,16 +38,16 @@ class RotaryEmbedding(nn.Module):
     cos_table: torch.Tensor
     sin_table: torch.Tensor
 
-    def __init__(self, config: RopeConfig, *, backend: str = "auto") -> None:
+    def __init__(self, cfg: RopeConfig, *, backend: str = "auto") -> None:
         super().__init__()
-        if not isinstance(config, RopeConfig):
-            raise TypeError(f"config must be a ropekit.RopeConfig, got {type(config).__name__}.")
-        self.config = config
+        if not isinstance(cfg, RopeConfig):
+            raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
+        self.config = cfg
         self.backend = backend
         self._key: tuple[float, ...] | None = None  # the inv_freq the table was built from
-        assert config.rotary_dim is not None  # RopeConfig.__post_init__ resolves it
-        self.register_buffer("cos_table", torch.empty(0, config.rotary_dim // 2), persistent=False)
-        self.register_buffer("sin_table", torch.empty(0, config.rotary_dim // 2), persistent=False)
+        assert cfg.rotary_dim is not None  # RopeConfig.__post_init__ resolves it
+        self.register_buffer("cos_table", torch.empty(0, cfg.rotary_dim // 2), persistent=False)
+        self.register_buffer("sin_table", torch.empty(0, cfg.rotary_dim // 2), persistent=False)
 
     def extra_repr(self) -> str:
         c = self.config

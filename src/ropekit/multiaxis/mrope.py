@@ -56,7 +56,7 @@ def mrope_axis_of_pair(section: Sequence[int], *, interleaved: bool = False) -> 
 
 
 def mrope_cos_sin(
-    config: RopeConfig,
+    cfg: RopeConfig,
     positions: torch.Tensor,
     section: Sequence[int],
     *,
@@ -73,28 +73,28 @@ def mrope_cos_sin(
     >>> torch.equal(c[0], cfg.cos_sin(torch.arange(5))[0])
     True
     """
-    if not isinstance(config, RopeConfig):
-        raise TypeError(f"config must be a ropekit.RopeConfig, got {type(config).__name__}.")
+    if not isinstance(cfg, RopeConfig):
+        raise TypeError(f"cfg must be a ropekit.RopeConfig, got {type(cfg).__name__}.")
     check_positions(positions)
     if positions.dim() == 2:
         positions = positions.expand(3, *positions.shape)
     if positions.dim() != 3 or positions.shape[0] != 3:
         raise ValueError(f"positions must be (3, batch, seqlen) or (batch, seqlen), got {tuple(positions.shape)}.")
-    n_pairs = config.rotary_dim // 2  # type: ignore[operator]
+    n_pairs = cfg.rotary_dim // 2  # type: ignore[operator]
     _check_section(section, n_pairs, interleaved)
     axis = mrope_axis_of_pair(section, interleaved=interleaved).to(positions.device)
-    inv = config.inv_freq(seq_len).to(positions.device)
+    inv = cfg.inv_freq(seq_len).to(positions.device)
     # pick, per pair, the position of its axis: (batch, seqlen, n_pairs)
     pos = positions.permute(1, 2, 0).to(torch.float64)[..., axis]
     ang = pos * inv
-    a = config.attention_factor
+    a = cfg.attention_factor
     return (ang.cos() * a).to(torch.float32), (ang.sin() * a).to(torch.float32)
 
 
 def apply_mrope(
     q: torch.Tensor,
     k: torch.Tensor | None,
-    config: RopeConfig,
+    cfg: RopeConfig,
     positions: torch.Tensor,
     section: Sequence[int],
     *,
@@ -102,9 +102,9 @@ def apply_mrope(
     seq_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Rotate ``q`` ``(batch, seqlen, q_heads, head_dim)`` and ``k`` ``(batch, seqlen, kv_heads, head_dim)``
-    with M-RoPE at ``positions`` ``(3, batch, seqlen)`` in ``config.layout``."""
-    cos, sin = mrope_cos_sin(config, positions, section, interleaved=interleaved, seq_len=seq_len)
+    with M-RoPE at ``positions`` ``(3, batch, seqlen)`` in ``cfg.layout``."""
+    cos, sin = mrope_cos_sin(cfg, positions, section, interleaved=interleaved, seq_len=seq_len)
     cos, sin = cos.to(q.device), sin.to(q.device)
-    q2 = rotate_gathered(q, cos, sin, layout=config.layout)
-    k2 = None if k is None else rotate_gathered(k, cos, sin, layout=config.layout)
+    q2 = rotate_gathered(q, cos, sin, layout=cfg.layout)
+    k2 = None if k is None else rotate_gathered(k, cos, sin, layout=cfg.layout)
     return q2, k2

@@ -18,8 +18,8 @@ from ropekit.core.tables import cos_sin_table
 __all__ = ["p_rope_cos_sin_table", "p_rope_inv_freq"]
 
 
-def p_rope_inv_freq(config: RopeConfig, p: float, *, seq_len: int | None = None) -> torch.Tensor:
-    """Float64 ``(rotary_dim // 2,)``: ``config``'s frequencies with all but the ``round(p * pairs)``
+def p_rope_inv_freq(cfg: RopeConfig, p: float, *, seq_len: int | None = None) -> torch.Tensor:
+    """Float64 ``(rotary_dim // 2,)``: ``cfg``'s frequencies with all but the ``round(p * pairs)``
     highest set to 0.
 
     >>> import ropekit
@@ -28,7 +28,7 @@ def p_rope_inv_freq(config: RopeConfig, p: float, *, seq_len: int | None = None)
     """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a fraction in [0, 1], got {p!r}.")
-    inv = config.inv_freq(seq_len).clone()
+    inv = cfg.inv_freq(seq_len).clone()
     keep = kept_pairs(p, inv.numel())
     # the highest frequencies are the largest inv_freq; scaling can reorder them, so rank rather than slice
     order = torch.argsort(inv, descending=True, stable=True)
@@ -37,7 +37,7 @@ def p_rope_inv_freq(config: RopeConfig, p: float, *, seq_len: int | None = None)
 
 
 def p_rope_cos_sin_table(
-    config: RopeConfig, p: float, length: int, *, seq_len: int | None = None, device: torch.device | str | None = None
+    cfg: RopeConfig, p: float, length: int, *, seq_len: int | None = None, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 ``(length, rotary_dim // 2)`` cos/sin tables for p-RoPE (attention factor included)."""
-    return cos_sin_table(p_rope_inv_freq(config, p, seq_len=seq_len), length, config.attention_factor, device)
+    return cos_sin_table(p_rope_inv_freq(cfg, p, seq_len=seq_len), length, cfg.attention_factor, device)

@@ -20,25 +20,25 @@ __all__ = ["apply_xpos", "xpos_cos_sin"]
 
 
 def xpos_cos_sin(
-    config: RopeConfig, positions: torch.Tensor, *, scale_base: float = 512.0, center: float = 0.0,
+    cfg: RopeConfig, positions: torch.Tensor, *, scale_base: float = 512.0, center: float = 0.0,
     seq_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Float32 ``(cos_q, sin_q, cos_k, sin_k)`` of shape ``positions.shape + (rotary_dim // 2,)``."""
     check_positive("scale_base", scale_base)
-    d = config.rotary_dim
-    ang = angles(config.inv_freq(seq_len), positions)
+    d = cfg.rotary_dim
+    ang = angles(cfg.inv_freq(seq_len), positions)
     j = torch.arange(0, d, 2, dtype=torch.float64, device=ang.device)  # type: ignore[arg-type]
     zeta = (j + 0.4 * d) / (1.4 * d)  # type: ignore[operator]
     power = (positions.to(ang.device, torch.float64)[..., None] - center) / scale_base
     scale = zeta**power
-    a = config.attention_factor
+    a = cfg.attention_factor
     cos, sin = ang.cos() * a, ang.sin() * a
     out = (cos * scale, sin * scale, cos / scale, sin / scale)
     return tuple(t.to(torch.float32).to(positions.device) for t in out)  # type: ignore[return-value]
 
 
 def apply_xpos(
-    q: torch.Tensor, k: torch.Tensor, config: RopeConfig, positions: torch.Tensor, *, scale_base: float = 512.0,
+    q: torch.Tensor, k: torch.Tensor, cfg: RopeConfig, positions: torch.Tensor, *, scale_base: float = 512.0,
     center: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate-and-scale ``q`` ``(batch, seqlen, q_heads, head_dim)`` and ``k`` at integer ``positions``
@@ -50,5 +50,5 @@ def apply_xpos(
     >>> q.shape
     torch.Size([1, 4, 2, 8])
     """
-    cq, sq, ck, sk = xpos_cos_sin(config, positions, scale_base=scale_base, center=center)
-    return (rotate_gathered(q, cq, sq, layout=config.layout), rotate_gathered(k, ck, sk, layout=config.layout))
+    cq, sq, ck, sk = xpos_cos_sin(cfg, positions, scale_base=scale_base, center=center)
+    return (rotate_gathered(q, cq, sq, layout=cfg.layout), rotate_gathered(k, ck, sk, layout=cfg.layout))

@@ -144,7 +144,8 @@ def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
 
 def returned_cache(out: Any) -> Any:
     """The KV cache a forward returned (``cache`` in 5.24+, ``past_key_values`` before), or None."""
-    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    cache = getattr(out, "cache", None)  # not `or`: a cache object may define __len__ and read as False
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def model_probe(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -222,25 +222,25 @@ def _names_layers(key: str) -> bool:
     return not key.startswith("_") and any(w in key for w in ("layer", "_ids", "_idx", "indices"))
 
 
-def _per_layer_fields(cfg: Any) -> dict[str, list[Any]]:
+def _per_layer_fields(config: Any) -> dict[str, list[Any]]:
     """Lists with one entry per layer that describe its kind (few distinct values), e.g. ``layer_types``."""
-    n = getattr(cfg, "num_hidden_layers", None)
+    n = getattr(config, "num_hidden_layers", None)
     if not isinstance(n, int):
         return {}
     return {
         k: v
-        for k, v in vars(cfg).items()
+        for k, v in vars(config).items()
         if isinstance(v, list) and len(v) == n and not k.startswith("_") and not _is_index_list(v, n)
         and len({repr(x) for x in v}) <= 4
     }
 
 
-def _layer_count(cfg: Any) -> int:
+def _layer_count(config: Any) -> int:
     """Shortest prefix of the default layer stack that holds one layer of every kind (at least 2)."""
-    lists = list(_per_layer_fields(cfg).values())
+    lists = list(_per_layer_fields(config).values())
     # A short ``*_types`` pattern (recurrent_gemma's block_types) is cycled over the layers: keep one cycle.
     cycle = max(
-        (len(v) for k, v in vars(cfg).items() if k.endswith("types") and isinstance(v, list) and v not in lists),
+        (len(v) for k, v in vars(config).items() if k.endswith("types") and isinstance(v, list) and v not in lists),
         default=2,
     )
     if not lists:
@@ -255,9 +255,9 @@ def _layer_count(cfg: Any) -> int:
     return len(rows)
 
 
-def _shrunk_kwargs(cfg: Any, n_layers: int | None) -> dict[str, Any]:
+def _shrunk_kwargs(config: Any, n_layers: int | None) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    fields = vars(cfg)
+    fields = vars(config)
     for name, value in _SIZES.items():
         current = fields.get(name)
         if (isinstance(current, int) and not isinstance(current, bool)) or (name in _FILL_NONE and name in fields):
@@ -269,9 +269,9 @@ def _shrunk_kwargs(cfg: Any, n_layers: int | None) -> dict[str, Any]:
             kw["num_key_value_heads"] = kw.get("num_attention_heads", 4)
     n_default = fields.get("num_hidden_layers")
     if isinstance(n_default, int):
-        n = n_layers if n_layers is not None else _layer_count(cfg)
+        n = n_layers if n_layers is not None else _layer_count(config)
         kw["num_hidden_layers"] = n
-        for key, col in _per_layer_fields(cfg).items():
+        for key, col in _per_layer_fields(config).items():
             # Cut from the long stock stack, so a larger requested count still gets a valid list; a per-layer size
             # (gemma3n's intermediate_size) is shrunk like the scalar one.
             kw[key] = [_SIZES[key]] * n if key in _SIZES else col[:n]
@@ -293,15 +293,15 @@ def _shrunk_kwargs(cfg: Any, n_layers: int | None) -> dict[str, Any]:
     return kw
 
 
-def _shrink(cfg: Any, **overrides: Any) -> Any:
-    extras = (_PER_TYPE.get(getattr(cfg, "model_type", ""), {}), overrides)
+def _shrink(config: Any, **overrides: Any) -> Any:
+    extras = (_PER_TYPE.get(getattr(config, "model_type", ""), {}), overrides)
     n_layers = next((e["num_hidden_layers"] for e in reversed(extras) if "num_hidden_layers" in e), None)
-    kw = _shrunk_kwargs(cfg, n_layers)
+    kw = _shrunk_kwargs(config, n_layers)
     for extra in extras:
         for key, value in extra.items():
             # A dict for a sub-config refines its shrunk version instead of replacing it.
             kw[key] = {**kw[key], **value} if isinstance(value, dict) and isinstance(kw.get(key), dict) else value
-    return type(cfg)(**kw)
+    return type(config)(**kw)
 
 
 def tiny_config(model_type: str, **overrides: Any) -> Any:
@@ -310,14 +310,14 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
     Keeps one layer of every kind the type has (sliding/full, linear/full, NoPE/RoPE ...) and
     ``max_position_embeddings=2048`` so context scalings make sense. ``overrides`` go to the config class.
 
-    >>> cfg = tiny_config("gemma3_text")
-    >>> sorted(set(cfg.layer_types)), cfg.hidden_size
+    >>> config = tiny_config("gemma3_text")
+    >>> sorted(set(config.layer_types)), config.hidden_size
     (['full_attention', 'sliding_attention'], 64)
     """
     _check_type(model_type)
-    cfg = _shrink(_default_config(model_type), **overrides)
-    cfg._attn_implementation = "eager"  # deterministic, and every architecture supports it
-    return cfg
+    config = _shrink(_default_config(model_type), **overrides)
+    config._attn_implementation = "eager"  # deterministic, and every architecture supports it
+    return config
 
 
 def text_config_of(config: Any) -> Any:
@@ -331,7 +331,7 @@ def tiny_model(
 ) -> tuple[Any, Any]:
     """``(model, config)``: the type's ``AutoModelForCausalLM`` on CPU in eval mode, weights from ``seed``.
 
-    >>> model, cfg = tiny_model("qwen3")
+    >>> model, config = tiny_model("qwen3")
     >>> model.training
     False
     """
@@ -339,10 +339,10 @@ def tiny_model(
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    cfg = tiny_config(model_type, **overrides)
+    config = tiny_config(model_type, **overrides)
     torch.manual_seed(seed)
-    model = _transformers().AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    return model.to("cpu").eval(), cfg
+    model = _transformers().AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.to("cpu").eval(), config
 
 
 @torch.no_grad()

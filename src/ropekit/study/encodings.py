@@ -182,7 +182,7 @@ class ALiBi(PositionEncoding):
 class Rotary(PositionEncoding):
     """RoPE from a :class:`ropekit.RopeConfig`, optionally p-RoPE, optionally scaled at evaluation.
 
-    ``config`` takes any RopeConfig (partial rotary, interleaved layout, a training-time scaling, ...);
+    ``cfg`` takes any RopeConfig (partial rotary, interleaved layout, a training-time scaling, ...);
     by default one is built from ``head_dim``, ``base``, ``layout`` and ``train_len``.
 
     ``fraction`` (p-RoPE, Barbero et al. 2025) keeps the fraction ``p`` of the *highest* frequencies of
@@ -205,20 +205,20 @@ class Rotary(PositionEncoding):
         layout: str = "half",
         fraction: float = 1.0,
         backend: str = "auto",
-        config: Any = None,
+        cfg: Any = None,
     ) -> None:
         super().__init__()
         import ropekit
 
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction (p-RoPE p) must be in (0, 1], got {fraction!r}.")
-        if config is None:
-            config = ropekit.RopeConfig(
+        if cfg is None:
+            cfg = ropekit.RopeConfig(
                 head_dim=head_dim, base=check_positive("base", base), layout=layout, max_position_embeddings=train_len
             )
-        elif not isinstance(config, ropekit.RopeConfig) or config.head_dim != head_dim:
-            raise ValueError(f"config must be a ropekit.RopeConfig with head_dim={head_dim}, got {config!r}.")
-        self.base_config = config
+        elif not isinstance(cfg, ropekit.RopeConfig) or cfg.head_dim != head_dim:
+            raise ValueError(f"cfg must be a ropekit.RopeConfig with head_dim={head_dim}, got {cfg!r}.")
+        self.base_config = cfg
         self.train_len = train_len
         half = self.base_config.rotary_dim // 2
         self.n_keep = max(1, kept_pairs(fraction, half))
@@ -331,9 +331,9 @@ class RotaryNoPEHybrid(Rotary):
 
 def _rotary(cls: type[Rotary]) -> Callable[..., PositionEncoding]:
     def build(*, head_dim: int, train_len: int, rope_base: float, rope_fraction: float, rope_layout: str,
-              rope_backend: str, rope_config: Any, **_: Any) -> PositionEncoding:
+              rope_backend: str, rope_cfg: Any, **_: Any) -> PositionEncoding:
         return cls(head_dim, train_len, base=rope_base, layout=rope_layout, fraction=rope_fraction,
-                   backend=rope_backend, config=rope_config)
+                   backend=rope_backend, cfg=rope_cfg)
 
     return build
 
@@ -351,8 +351,8 @@ _BUILDERS: dict[str, Callable[..., PositionEncoding]] = {
 
 def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train_len: int, max_len: int,
                   rope_base: float = 10000.0, rope_fraction: float = 1.0, rope_layout: str = "half",
-                  rope_backend: str = "auto", rope_config: Any = None) -> PositionEncoding:
-    """Build the encoding called ``name`` (one of :data:`ENCODINGS`); ``rope_config`` overrides RoPE's config.
+                  rope_backend: str = "auto", rope_cfg: Any = None) -> PositionEncoding:
+    """Build the encoding called ``name`` (one of :data:`ENCODINGS`); ``rope_cfg`` overrides RoPE's config.
 
     >>> make_encoding("rope-nope4", d_model=32, n_heads=2, head_dim=16, train_len=16, max_len=64).name
     'rope-nope4'
@@ -360,4 +360,4 @@ def make_encoding(name: str, *, d_model: int, n_heads: int, head_dim: int, train
     check_choice("encoding", name, ENCODINGS)
     return _BUILDERS[name](d_model=d_model, n_heads=n_heads, head_dim=head_dim, train_len=train_len,
                            max_len=max_len, rope_base=rope_base, rope_fraction=rope_fraction,
-                           rope_layout=rope_layout, rope_backend=rope_backend, rope_config=rope_config)
+                           rope_layout=rope_layout, rope_backend=rope_backend, rope_cfg=rope_cfg)

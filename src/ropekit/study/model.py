@@ -112,15 +112,15 @@ class DecoderLM(nn.Module):
     torch.Size([2, 5, 256])
     """
 
-    def __init__(self, cfg: ModelConfig, *, rope_config: object = None) -> None:
+    def __init__(self, cfg: ModelConfig, *, rope_cfg: object = None) -> None:
         super().__init__()
         self.cfg = cfg
-        # rope_config: any ropekit.RopeConfig for programmatic use (checkpoints rebuild from cfg only)
+        # rope_cfg: any ropekit.RopeConfig for programmatic use (checkpoints rebuild from cfg only)
         self.encoding = make_encoding(
             cfg.encoding, d_model=cfg.d_model, n_heads=cfg.n_heads, head_dim=cfg.head_dim,
             train_len=cfg.train_len, max_len=cfg.max_len, rope_base=cfg.rope_base,
             rope_fraction=cfg.rope_fraction, rope_layout=cfg.rope_layout, rope_backend=cfg.rope_backend,
-            rope_config=rope_config,
+            rope_cfg=rope_cfg,
         )
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         # each layer gets the encoding that acts in it (the same object in every layer, except in a hybrid's

@@ -25,13 +25,13 @@ import torch
 
 from ropekit.study.distributed import Dist
 
-__all__ = ["EvalPlan", "Span", "evaluate_plan", "make_plan", "score_spans"]
+__all__ = ["Span", "SpanPlan", "evaluate_span_plan", "make_span_plan", "score_spans"]
 
 Span = tuple[int, int, int]  # (start, length, n_score)
 
 
 @dataclass(frozen=True)
-class EvalPlan:
+class SpanPlan:
     """Spans per protocol and context length, each tagged with the unit it is averaged into."""
 
     contexts: tuple[int, ...]
@@ -46,7 +46,7 @@ def _evenly(lo: int, hi: int, n: int) -> list[int]:
     return [lo + (hi - lo) * i // max(1, n - 1) for i in range(n)] if n > 1 else [lo]
 
 
-def make_plan(
+def make_span_plan(
     n_tokens: int,
     contexts: Sequence[int],
     *,
@@ -57,7 +57,7 @@ def make_plan(
     region_len: int,
     stride: int,
     protocols: Sequence[str] = ("same_target", "nonoverlap", "sliding"),
-) -> EvalPlan:
+) -> SpanPlan:
     """Deterministic spans over a held-out stream of ``n_tokens`` tokens, spread evenly through it."""
     contexts = tuple(sorted(contexts))
     cmax = contexts[-1]
@@ -88,7 +88,7 @@ def make_plan(
                 for i in range(region_len // stride)] for c in contexts
         }
         units["sliding"] = n_regions
-    return EvalPlan(contexts, spans, units)
+    return SpanPlan(contexts, spans, units)
 
 
 @torch.no_grad()
@@ -110,7 +110,7 @@ def score_spans(model: torch.nn.Module, stream: torch.Tensor, spans: Sequence[Sp
     return out
 
 
-def evaluate_plan(model: torch.nn.Module, stream: torch.Tensor, plan: EvalPlan, *, dist: Dist | None = None,
+def evaluate_span_plan(model: torch.nn.Module, stream: torch.Tensor, plan: SpanPlan, *, dist: Dist | None = None,
                   batch_tokens: int = 8192, contexts: Sequence[int] | None = None,
                   before_context=None) -> dict[str, dict[int, list[float]]]:
     """``{protocol: {context: per-unit mean NLL}}``. Spans are sharded over DDP ranks and gathered.

@@ -116,9 +116,9 @@ def _train_config(cfg: StudyConfig, seed: int):  # -> TrainConfig
 
 
 def _plan(cfg: StudyConfig, n_tokens: int):
-    from ropekit.study.protocol import make_plan
+    from ropekit.study.protocol import make_span_plan
 
-    return make_plan(n_tokens, cfg.contexts, target=cfg.target, n_windows=cfg.n_windows, n_blocks=cfg.n_blocks,
+    return make_span_plan(n_tokens, cfg.contexts, target=cfg.target, n_windows=cfg.n_windows, n_blocks=cfg.n_blocks,
                      n_regions=cfg.n_regions, region_len=cfg.region_len, stride=cfg.stride)
 
 
@@ -142,7 +142,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
 
     from ropekit.study.aggregate import aggregate
     from ropekit.study.data import load_corpus
-    from ropekit.study.protocol import EvalPlan, evaluate_plan
+    from ropekit.study.protocol import SpanPlan, evaluate_span_plan
     from ropekit.study.train import train
 
     dist = dist or Dist()
@@ -178,7 +178,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
         t_eval = time.time()
         for variant in todo:
             protos = plan.spans if variant == "none" else {p: plan.spans[p] for p in cfg.scaled_protocols}
-            sub = EvalPlan(plan.contexts, protos, {p: plan.n_units[p] for p in protos})
+            sub = SpanPlan(plan.contexts, protos, {p: plan.n_units[p] for p in protos})
             hook = None
             enc = model.encoding
             if variant in EXTENSION_VARIANTS:
@@ -192,7 +192,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, dist: Dist | None = None
                 def hook(c: int, enc: Rotary = enc, variant: str = variant) -> None:
                     enc.set_scaling(variant, cfg.scale_factor or c / cfg.train_len)
             with torch.no_grad():
-                res = evaluate_plan(model, stream, sub, dist=dist, batch_tokens=cfg.batch_tokens, before_context=hook)
+                res = evaluate_span_plan(model, stream, sub, dist=dist, batch_tokens=cfg.batch_tokens,
+                                         before_context=hook)
             if isinstance(enc, Rotary):
                 enc.set_extension(None)
                 enc.set_scaling("none")

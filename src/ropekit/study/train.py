@@ -21,7 +21,7 @@ from ropekit.study.distributed import Dist
 from ropekit.study.io import atomic_save
 from ropekit.study.model import DecoderLM, ModelConfig
 
-__all__ = ["TrainConfig", "batch_loss", "load_model", "local_batch", "lr_at", "make_optimizer", "train"]
+__all__ = ["TrainConfig", "batch_loss", "load_checkpoint", "local_batch", "lr_at", "make_optimizer", "train"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def batch_loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[DecoderLM, dict]:
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[DecoderLM, dict]:
     """Rebuild a model from a checkpoint written by :func:`train`; returns ``(model, checkpoint)``."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = DecoderLM(ModelConfig(**ckpt["model_config"]))

@@ -1,5 +1,6 @@
 """Per-frequency summary of a RoPE config: what each pair does within the trained context and what
-the scaling changes. Used by ``ropekit inspect`` (table, JSON, plot)."""
+the scaling changes: the data behind ``ropekit inspect`` (table, JSON) and :func:`ropekit.plots.plot_wavelengths`.
+Presentation, so it sits on top of core (core never imports it)."""
 
 from __future__ import annotations
 
