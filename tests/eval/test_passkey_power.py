@@ -7,6 +7,7 @@ import torch
 
 from ropekit.eval import passkey as pk
 from ropekit.eval.passkey import build_prompt, greedy_answer, passkey_key, passkey_trials, score_answer
+from ropekit.patching.verify import cache_kwargs, returned_cache
 from tests.patching.tiny import byte_tokenizer, tiny_model
 
 LENGTH, TRIALS = 600, 3
@@ -119,7 +120,7 @@ def test_length_dependent_frequencies_see_a_two_chunk_prefill():
         with torch.no_grad():  # the same two chunks by hand: prefix alone, then the rest on its cache
             first = model(input_ids=prompt.ids[None, :p], use_cache=True)
             ids = torch.cat([prompt.ids[p:], prompt.answer])
-            rest = model(input_ids=ids[None], past_key_values=first.past_key_values,
+            rest = model(input_ids=ids[None], **cache_kwargs(model, returned_cache(first)),
                          position_ids=torch.arange(p, p + ids.numel())[None])
         logp = torch.log_softmax(rest.logits[0].double(), -1)
         k = prompt.answer.numel()

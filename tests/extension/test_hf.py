@@ -8,7 +8,7 @@ import torch
 
 import ropekit
 from ropekit.extension import DualChunk, DynamicYaRN, LeakyReRoPE, ReRoPE, SelfExtend
-from ropekit.patching.verify import cache_kwargs
+from ropekit.patching.verify import cache_kwargs, returned_cache
 from ropekit.patching.zoo import tiny_model
 
 FAMILIES = ("llama", "qwen3", "gemma3_text", "mistral", "phi3", "cohere", "gpt_neox")
@@ -25,11 +25,11 @@ def _ids(n: int = N) -> torch.Tensor:
 def _full_and_decoded(model, ids):
     full = model(ids).logits
     out = model(ids[:, :-3], use_cache=True)
-    cache = getattr(out, "cache", None) or out.past_key_values
+    cache = returned_cache(out)
     steps = []
     for t in range(ids.shape[1] - 3, ids.shape[1]):
         step = model(ids[:, t:t + 1], use_cache=True, **cache_kwargs(model, cache))
-        cache = getattr(step, "cache", None) or step.past_key_values
+        cache = returned_cache(step)
         steps.append(step.logits[:, -1])
     return full, torch.stack(steps, 1)
 

@@ -8,6 +8,7 @@ import torch
 import ropekit
 from ropekit.core.reference import rotate_gathered
 from ropekit.interop import RerotatingKVCache, rerotate
+from ropekit.patching.verify import cache_kwargs
 
 LONG = tuple(1.0 + i / 4 for i in range(8))
 SHORT = tuple(1.0 + i / 32 for i in range(8))
@@ -142,12 +143,12 @@ def test_tiny_hf_phi3_decode_across_longrope_switch(n_layers):
         worst = {}
         for fix in (True, False):
             cache, hook = DynamicCache(config=config), HFCacheRerotator(cfg)
-            model(ids[:, :10], past_key_values=cache, use_cache=True)
+            model(ids[:, :10], **cache_kwargs(model, cache), use_cache=True)
             worst[fix] = 0.0
             for i, t in enumerate(range(10, 26)):
                 if fix:
                     hook.prepare(cache, t + 1)
-                step = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True).logits[0, -1]
+                step = model(ids[:, t : t + 1], **cache_kwargs(model, cache), use_cache=True).logits[0, -1]
                 worst[fix] = max(worst[fix], (step - full[i]).abs().max().item())
             assert hook.rerotations == (1 if fix else 0)
     assert worst[False] > 1e-3  # HF's own cache is stale past the switch (transformers#33129)
