@@ -3,8 +3,9 @@
     python experiments/extension_table.py experiments/eval-smollm2-16k experiments/eval-smollm2-32k
 
 Per folder: perplexity by position bucket (95% CI), passkey (greedy correct/trials with Wilson 95% CI and the
-mean teacher-forced log-probability per key digit with its bootstrap 95% CI), seconds and peak RSS per
-method, read from results.json (every finished cell; an interrupted run shows what it has).
+mean teacher-forced log-probability per key digit with its bootstrap 95% CI), seconds and peak RSS
+(process, weights included) per method, read from results.json (every finished cell; an interrupted run
+shows what it has).
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ def table(folder: Path) -> str:
     for key, rec in cells.items():
         kind, label = key.split("|")[:2]
         m = methods.setdefault(label, {"ppl": [], "pk": [], "ppl_s": 0.0, "peak": 0.0})
-        m["peak"] = max(m["peak"], rec.get("peak_gib") or 0.0)
         if kind == "ppl":
+            m["peak"] = max(m["peak"], rec.get("peak_gib") or 0.0)
             m["ppl"].append(rec)
             m["ppl_s"] += rec.get("seconds", 0.0)
         else:
             m["pk"].append(rec)
+            m["pk_peak"] = max(m.get("pk_peak", 0.0), rec.get("peak_gib") or 0.0)
+    summary = folder / "summary.json"  # the command's method order, once a run has finished
+    order = list(json.loads(summary.read_text())["methods"]) if summary.exists() else []
     rows, head = [], None
-    for label, m in methods.items():
+    for label, m in sorted(methods.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         buckets = summarize_perplexity(m["ppl"]) if m["ppl"] else []
         head = head or [b["label"] for b in buckets]
         ppl = [f"{b['ppl']:.2f} [{b['lo95']:.2f}, {b['hi95']:.2f}]" for b in buckets]
@@ -69,14 +73,15 @@ def table(folder: Path) -> str:
             lo, hi = wilson_interval(ok, n)
             mean, lo2, hi2 = bootstrap_mean([r["key_logprob_per_digit"] for r in m["pk"]])
             pk = f"{ok}/{n} [{lo:.2f}, {hi:.2f}]", f"{mean:.2f} [{lo2:.2f}, {hi2:.2f}]"
-            pk_s = sum(r.get("seconds", float("nan")) for r in m["pk"])  # older records have no seconds
+            pk_s = sum(r["seconds"] + r.get("prefix_seconds", 0.0) for r in m["pk"])  # trials + the shared prefix
         else:
             pk, pk_s = ("not run", "not run"), 0.0
         rows.append(f"| {label} | " + " | ".join(ppl or ["not run"]) + f" | {pk[0]} | {pk[1]} | {m['ppl_s']:.0f} | "
-                    f"{pk_s:.0f} | {m['peak']:.2f} |")
+                    f"{pk_s:.0f} | {m['peak']:.2f} | {m.get('pk_peak', float('nan')):.2f} |")
     cols = " | ".join(head or ["perplexity"])
-    return (f"| method | {cols} | passkey greedy | key log-prob / digit | ppl s | passkey s | peak GiB |\n"
-            f"|---|{'---|' * len(head or [1])}---|---|---|---|---|\n" + "\n".join(rows))
+    return (f"| method | {cols} | passkey greedy | key log-prob / digit | ppl s | passkey s | ppl peak GiB "
+            "| passkey peak GiB |\n"
+            f"|---|{'---|' * len(head or [1])}---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="passkey prompt lengths (default: 1.125x context)")
     parser.add_argument("--passkey-depths", type=_floats, default=None,
                         help="key depths in [0,1], the fraction of filler before the key (default: 0.98; a trial costs "
-                        "the tokens after the key: 0.5 makes the default run ~30 min instead of ~14)")
+                        "the tokens after the key: 0.5 makes the default run ~30 min instead of ~12)")
     parser.add_argument("--passkey-trials", type=int, default=None,
                         help="trials (random keys) per method x length x depth (default: 8; 0 = skip)")
     parser.add_argument("--passkey-full", action="store_true",

@@ -211,10 +211,7 @@ def run_plan(p: Prepared, *, progress: bool = True) -> Any:
         meter, finished = PeakMeter(p.model.device), []
         try:
             with meter, patch(p.model, p.scalings[label]):
-                t_prev = time.perf_counter()
                 for t, rec in passkey_trials(p.model, p.tokenizer, n, d, list(keys), reuse=reuse):
-                    # since the previous trial: the first one carries the shared prefix's prefill
-                    rec["seconds"], t_prev = round(time.perf_counter() - t_prev, 2), time.perf_counter()
                     finished.append(keys[t])
                     store.put(keys[t], rec)
                     bar.update(_cost({"length": n}, p.context, split) + first_extra)
