@@ -34,6 +34,13 @@ def paired_ratio(a: dict, b: dict, bucket: int, *, n_boot: int = 2000, seed: int
     return math.exp(float((sa.sum() - sb.sum()) / c.sum())), float(q[0]), float(q[1])
 
 
+def _ordered(folder: Path, labels: dict) -> list:
+    """``labels.items()`` in the command's method order (summary.json, once a run has finished)."""
+    summary = folder / "summary.json"
+    order = list(json.loads(summary.read_text())["methods"]) if summary.exists() else []
+    return sorted(labels.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
 def ratios(folder: Path, against: str) -> str:
     """Each method's perplexity / ``against``'s per bucket (window 0), paired 95% CI."""
     cells = json.loads((folder / "results.json").read_text())["cells"]
@@ -41,7 +48,7 @@ def ratios(folder: Path, against: str) -> str:
     ref = ppl[against]
     labels = [f"{b['lo'] // 1024}k-{b['hi'] // 1024}k" for b in ref["buckets"]]
     rows = []
-    for label, rec in ppl.items():
+    for label, rec in _ordered(folder, ppl):
         cols = [paired_ratio(rec, ref, i) for i in range(len(labels))]
         rows.append(f"| {label} | " + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in cols) + " |")
     return (f"| perplexity / {against} | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
@@ -61,10 +68,8 @@ def table(folder: Path) -> str:
         else:
             m["pk"].append(rec)
             m["pk_peak"] = max(m.get("pk_peak", 0.0), rec.get("peak_gib") or 0.0)
-    summary = folder / "summary.json"  # the command's method order, once a run has finished
-    order = list(json.loads(summary.read_text())["methods"]) if summary.exists() else []
     rows, head = [], None
-    for label, m in sorted(methods.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+    for label, m in _ordered(folder, methods):
         buckets = summarize_perplexity(m["ppl"]) if m["ppl"] else []
         head = head or [b["label"] for b in buckets]
         ppl = [f"{b['ppl']:.2f} [{b['lo95']:.2f}, {b['hi95']:.2f}]" for b in buckets]
