@@ -59,6 +59,23 @@ def test_bad_input_fails_before_any_cell_runs(tiny_dir, doc, tmp_path, monkeypat
         run_plan(p, progress=False)
 
 
+def _die_after_puts(monkeypatch, n):
+    """Make ``ResultStore.put`` raise KeyboardInterrupt right after its ``n``-th write (a killed run);
+    returns the real ``put`` and the list of keys written."""
+    from ropekit.eval import store as store_mod
+
+    real_put, calls = store_mod.ResultStore.put, []
+
+    def put_then_die(self, key, rec):
+        real_put(self, key, rec)
+        calls.append(key)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_mod.ResultStore, "put", put_then_die)
+    return real_put, calls
+
+
 def test_run_resume_and_summary(tiny_dir, doc, tmp_path, monkeypatch):
     out = tmp_path / "out"
     p = prepare(plan(tiny_dir, doc, out))
@@ -68,15 +85,7 @@ def test_run_resume_and_summary(tiny_dir, doc, tmp_path, monkeypatch):
     # kill the run after 4 cells: those 4 are on disk, nothing else
     from ropekit.eval import store as store_mod
 
-    real_put, calls = store_mod.ResultStore.put, []
-
-    def put_then_die(self, key, rec):
-        real_put(self, key, rec)
-        calls.append(key)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(store_mod.ResultStore, "put", put_then_die)
+    real_put, calls = _die_after_puts(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run_plan(p, progress=False)
     monkeypatch.undo()
@@ -113,15 +122,7 @@ def test_passkey_trials_resume_inside_a_group_and_summarise_with_cis(tiny_dir, d
     p = prepare(plan(tiny_dir, doc, tmp_path / "out", **kw))
     keys = [k for k, _, _ in runner._cells(p)]
     assert keys[:4] == [f"passkey|none|len300|d0.5|t{t}" for t in range(4)]  # trials of a group run together
-    real_put, calls = store_mod.ResultStore.put, []
-
-    def put_then_die(self, key, rec):
-        real_put(self, key, rec)
-        calls.append(key)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(store_mod.ResultStore, "put", put_then_die)
+    real_put, _ = _die_after_puts(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run_plan(p, progress=False)
     monkeypatch.undo()
