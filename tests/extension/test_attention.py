@@ -36,6 +36,9 @@ METHODS = [
     LeakyReRoPE(window=6, slope=4.0),
     DynamicYaRN(original_max_position_embeddings=16),
 ]
+# one forward call is one llama.cpp batch: checked per batch of a schedule, not against a one-shot forward
+LLAMA_CPP = [SelfExtend(group_size=3, window=9, compat="llama.cpp"),
+             SelfExtend(group_size=4, window=8, compat="llama.cpp")]
 ROPES = [
     ropekit.RopeConfig(head_dim=16),
     ropekit.RopeConfig(head_dim=16, layout="interleaved"),
@@ -76,7 +79,25 @@ def test_chunked_equals_reference(method, rope, rotated):
         assert (got.double() - ref[:, :, -m:]).abs().max() <= _tol(ref)
 
 
-@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.method)
+@pytest.mark.parametrize("method", LLAMA_CPP, ids=lambda m: f"g{m.group_size}-w{m.window}")
+@pytest.mark.parametrize("rope", ROPES, ids=lambda r: f"{r.layout}-{r.rotary_dim}-{r.method}")
+@pytest.mark.parametrize("rotated", [False, True])
+def test_llama_cpp_mode_equals_reference_batch_by_batch(method, rope, rotated):
+    n = 53
+    q, k, v = _qkv(n, hq=4, hk=1 if rotated else 2)
+    pos = torch.arange(n, dtype=torch.float64)
+    qi, ki = (place(q, rope, pos), place(k, rope, pos)) if rotated else (q, k)
+    for batch in (1, 7, 20):
+        for s in range(0, n, batch):
+            e = min(n, s + batch)
+            kw = dict(q_pos=torch.arange(s, e), k_pos=torch.arange(e))
+            ref = reference_attention(q[:, :, s:e], k[:, :, :e], v[:, :, :e], method, rope, **kw)
+            got = extended_attention(qi[:, :, s:e], ki[:, :, :e], v[:, :, :e], method, rope, rotated=rotated,
+                                     chunk=4, **kw)
+            assert (got.double() - ref).abs().max() <= _tol(ref), (batch, s)
+
+
+@pytest.mark.parametrize("method", METHODS + LLAMA_CPP, ids=lambda m: f"{m.method}-{getattr(m, 'compat', '')}")
 def test_offsets_window_and_softcap(method):
     rope = ROPES[0]
     q, k, v = _qkv(30)

@@ -81,6 +81,31 @@ def test_dynamic_yarn_decode_equals_full_forward_on_one_layer(family):
     assert _close(full[:, -3:], decoded)
 
 
+@torch.no_grad()
+def _batched(model, ids, batch):
+    """Logits of ``ids`` fed ``batch`` tokens per forward call with a KV cache (llama.cpp's batches)."""
+    cache, logits = None, []
+    for s in range(0, ids.shape[1], batch):
+        out = model(ids[:, s:s + batch], use_cache=True, **(cache_kwargs(model, cache) if cache is not None else {}))
+        cache = returned_cache(out)
+        logits.append(out.logits)
+    return torch.cat(logits, 1)
+
+
+@torch.no_grad()
+def test_llama_cpp_self_extend_groups_between_calls_only(tiny):
+    ids = _ids()
+    stock, paper = tiny(ids).logits, None
+    with ropekit.patch(tiny, SelfExtend(group_size=4, window=8)):
+        paper = tiny(ids).logits
+    with ropekit.patch(tiny, SelfExtend(group_size=4, window=8, compat="llama.cpp")):
+        assert _close(stock, tiny(ids).logits)  # one call is one llama.cpp batch: nothing grouped inside it
+        got = _batched(tiny, ids, 16)
+    assert _close(stock[:, :16], got[:, :16])  # the first batch sees no cache to group
+    assert not _close(stock[:, 16:], got[:, 16:]) and not _close(paper[:, 16:], got[:, 16:])
+    assert _close(_batched(tiny, ids, 16), stock)  # undone: batched calls are stock again
+
+
 def test_bad_parameters_and_inputs_raise():
     model, _ = tiny_model("llama")
     for method, match in ((SelfExtend(group_size=4, window=4096), "window"),

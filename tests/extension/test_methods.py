@@ -22,7 +22,7 @@ from ropekit.extension import (
     (lambda: SelfExtend(group_size=2.0, window=8), "group_size"),
     (lambda: SelfExtend(group_size=2, window=0), "window"),
     (lambda: SelfExtend(group_size=2, window=8, compat="vllm"), "compat"),
-    (lambda: SelfExtend(group_size=2, window=8, compat="llama.cpp"), "llama.cpp"),
+    (lambda: SelfExtend(group_size=3, window=8, compat="llama.cpp"), "multiple of group_size"),
     (lambda: DualChunk(chunk_size=8, local_size=8), "local_size"),
     (lambda: DualChunk(chunk_size=1, local_size=1), "chunk_size"),
     (lambda: ReRoPE(window=0), "window"),
@@ -123,3 +123,58 @@ def test_self_extend_capacity_is_tight(g, w, ctx):
     n = se.capacity(ctx)
     last = torch.tensor([[n - 1]]), torch.tensor([[n]])
     assert float(se.relative(last[0], torch.tensor([[0]]))) < ctx <= float(se.relative(last[1], torch.tensor([[0]])))
+
+
+def _llama_cli_distances(n: int, g: int, w: int, batch: int) -> torch.Tensor:
+    """Relative distances llama-cli's --grp-attn loop gives, by replaying its cache bookkeeping on integers.
+
+    Written from llama-cli's loop (examples/main): before each batch, while ``n_past >= ga_i + w``, shift the
+    tail up by ``ib * bd``, floor-divide the next ``w`` positions by ``g``, shift what follows down by ``dd``.
+    Each query's distances are read from the cache positions as they are when its batch is evaluated.
+    """
+    pos: list[int] = []  # cache position of each evaluated token
+    out = torch.full((n, n), float("nan"), dtype=torch.float64)
+    n_past = ga_i = 0
+
+    def move(lo: int, hi: int, f) -> None:
+        pos[:] = [f(p) if lo <= p < hi else p for p in pos]
+
+    for start in range(0, n, batch):
+        while n_past >= ga_i + w:
+            ib, bd = (g * ga_i) // w, (w // g) * (g - 1)
+            dd = w // g - ib * bd - w
+            move(ga_i, n_past, lambda p: p + ib * bd)
+            move(ga_i + ib * bd, ga_i + ib * bd + w, lambda p: p // g)
+            move(ga_i + ib * bd + w, n_past + ib * bd, lambda p: p + dd)
+            n_past -= bd
+            ga_i += w // g
+        m = min(batch, n - start)
+        pos += [n_past + t for t in range(m)]
+        for i in range(start, start + m):
+            out[i, : i + 1] = torch.tensor([pos[i] - pos[j] for j in range(i + 1)], dtype=torch.float64)
+        n_past += m
+    return out
+
+
+@pytest.mark.parametrize(("g", "w", "batch", "n"), [
+    (4, 8, 1, 70), (4, 8, 5, 70), (2, 6, 16, 80), (3, 9, 4, 61), (1, 4, 3, 20), (4, 8, 8, 64), (8, 16, 40, 90),
+])
+def test_llama_cpp_mode_replays_llama_cli(g, w, batch, n):
+    """compat="llama.cpp" gives, per batch (one forward call), the distances llama-cli's cache shifts give."""
+    se = SelfExtend(group_size=g, window=w, compat="llama.cpp")
+    want = _llama_cli_distances(n, g, w, batch)
+    for start in range(0, n, batch):
+        i, j = torch.arange(start, min(n, start + batch))[:, None], torch.arange(n)[None, :]
+        causal = (j <= i).expand(i.shape[0], n)
+        assert torch.equal(se.relative(i, j)[causal], want[start:start + batch][causal]), start
+
+
+def test_llama_cpp_mode_groups_nothing_in_the_first_batch_and_differs_from_the_paper():
+    i, j, causal = _pairs(200)
+    cpp, paper = (SelfExtend(group_size=4, window=16, compat=c) for c in ("llama.cpp", "paper"))
+    assert torch.equal(cpp.relative(i, j)[causal], (i - j).double()[causal])  # one call from 0: plain RoPE
+    step = torch.tensor([[199]]), torch.arange(200)[None]  # a decode step: 12 blocks grouped
+    assert not torch.equal(cpp.relative(*step), paper.relative(*step))
+    assert float(cpp.relative(*step).max()) == 199 - 12 * 12  # query moved down by k (W - W / G), key 0 at 0
+    with pytest.raises(ValueError, match="batch schedule"):
+        cpp.capacity(8192)

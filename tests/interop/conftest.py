@@ -54,5 +54,18 @@ def smollm2_gguf() -> str:
 
 
 @pytest.fixture(scope="session")
+def llama_cpp():
+    """The llama_cpp module: optional locally (skip), required under CI (``CI`` set: .ci/run installs it)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("llama_cpp is not importable but CI is set: .ci/run must install llama-cpp-python.",
+                        pytrace=False)
+        pytest.skip("llama-cpp-python is not installed (CI installs it; see .ci/run).")
+    return llama_cpp
+
+
+@pytest.fixture(scope="session")
 def configs() -> dict[str, ropekit.RopeConfig]:
     return CONFIGS

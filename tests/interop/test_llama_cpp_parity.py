@@ -9,7 +9,6 @@ installs it, so a missing engine there is a failure, never a silent skip.
 from __future__ import annotations
 
 import itertools
-import os
 
 import pytest
 
@@ -34,18 +33,6 @@ METHODS = {
     "linear": ropekit.Linear(factor=2.0),
     "yarn": ropekit.YaRN(factor=4.0, original_max_position_embeddings=L0),
 }
-
-
-@pytest.fixture(scope="module")
-def llama_cpp():
-    try:
-        import llama_cpp
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("llama_cpp is not importable but CI is set: .ci/run must install llama-cpp-python.",
-                        pytrace=False)
-        pytest.skip("llama-cpp-python is not installed (CI installs it; see .ci/run).")
-    return llama_cpp
 
 
 @pytest.fixture(scope="module")

@@ -106,28 +106,38 @@ def _far(w: int) -> Mask:
 class SelfExtend(Extension):
     """Self-Extend (Jin et al. 2024, "LLM Maybe LongLM"): exact neighbours, floor-grouped positions beyond.
 
-    ``compat="paper"`` is the paper's two-attention merge, computed in one pass here. llama.cpp's
-    ``--grp-attn-n/--grp-attn-w`` instead shifts the KV cache's positions batch by batch (one attention,
-    no exact neighbour band past each shift), which depends on how the prompt was batched: it is not
-    reproduced and ``compat="llama.cpp"`` is refused by name.
+    ``compat="paper"``: the paper's two-attention merge, computed in one pass (the table above).
+
+    ``compat="llama.cpp"``: what ``llama-cli --grp-attn-n G --grp-attn-w W`` computes. llama.cpp runs one
+    ordinary attention and, before each evaluated batch, floor-divides the cached positions of every full
+    ``W``-block behind the batch start by ``G`` and shifts the rest down. So a query in a batch that starts
+    at true position ``n`` (``k = n // W`` blocks grouped) sees key ``j`` at distance ``i - j`` when
+    ``j >= k W``, else ``i - k (W - W // G) - j // G``. The result depends on the batch schedule; here **one
+    forward call is one llama.cpp batch** (its first query is the batch start): a prompt in one call gets
+    no grouping, as in llama.cpp; feed it in ``-b``-sized calls with a cache to reproduce ``llama-cli -b``.
+    llama.cpp asserts ``W % G == 0``, and so does this mode.
 
     >>> SelfExtend(group_size=4, window=1024).capacity(8192)   # distances the trained context covers
     29696
+    >>> import torch
+    >>> cpp = SelfExtend(group_size=4, window=8, compat="llama.cpp")
+    >>> cpp.relative(torch.tensor([[20]]), torch.tensor([[0, 13, 19]])).tolist()   # a decode step at 20: k = 2
+    [[8.0, 5.0, 1.0]]
     """
 
     method: ClassVar[str] = "self-extend"
     group_size: int  # G >= 1: positions beyond the window are floor-divided by G (G = 1: no change)
     window: int  # W >= 1: distances below W keep their exact relative position
-    compat: str = "paper"  # "paper" only (see the class doc for llama.cpp)
+    compat: str = "paper"  # "paper": Jin et al.'s merge; "llama.cpp": llama-cli's --grp-attn cache shifts
 
     def __post_init__(self) -> None:
         _int("group_size", self.group_size, 1)
         _int("window", self.window, 1)
         check_choice("compat", self.compat, ("paper", "llama.cpp"))
-        if self.compat == "llama.cpp":
+        if self.compat == "llama.cpp" and self.window % self.group_size:
             raise ValueError(
-                "compat='llama.cpp' is not implemented: llama.cpp's --grp-attn-n/--grp-attn-w shifts cached "
-                "positions per evaluated batch, so its result depends on the batch schedule; use compat='paper'."
+                f"compat='llama.cpp' needs window a multiple of group_size (llama.cpp asserts "
+                f"--grp-attn-w % --grp-attn-n == 0), got window={self.window}, group_size={self.group_size}."
             )
 
     def check_context(self, context: int | None) -> None:
@@ -135,20 +145,35 @@ class SelfExtend(Extension):
             raise ValueError(f"window={self.window} must be below the trained context ({context} tokens).")
 
     def capacity(self, context: int) -> int:
-        """The longest sequence whose largest grouped distance stays below ``context``."""
+        """The longest sequence whose largest grouped distance stays below ``context`` (``compat="paper"``)."""
+        if self.compat != "paper":
+            raise ValueError("capacity() is the paper's bound; under compat='llama.cpp' the largest distance "
+                             "depends on the batch schedule (a query sees up to its batch's length exactly).")
         # the largest grouped distance, (n - 1) // G + shift, stays below context while n <= G * (context - shift)
         return self.group_size * (context - self._shift())
 
     def _shift(self) -> int:
         return self.window - self.window // self.group_size
 
+    def _llama_cpp(self, q_pos: torch.Tensor) -> tuple[int, int]:
+        """(first key position not grouped, how far queries moved down) for a batch starting at min(q_pos)."""
+        k = int(q_pos.min()) // self.window if q_pos.numel() else 0  # blocks llama.cpp grouped before the batch
+        return k * self.window, k * self._shift()
+
     def relative(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         g = self.group_size
+        if self.compat == "llama.cpp":
+            edge, down = self._llama_cpp(i)
+            return torch.where(j >= edge, _f(i - j), _f(i - down - j // g))
         grouped = _f(i // g + self._shift() - j // g)
         return torch.where((i - j) < self.window, _f(i - j), grouped)
 
     def parts(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> list[Part]:
         g = self.group_size
+        if self.compat == "llama.cpp":
+            edge, down = self._llama_cpp(q_pos)
+            return [Part(q_at=_f(q_pos), k_at=_f(k_pos), mask=lambda i, j: j >= edge),
+                    Part(q_at=_f(q_pos - down), k_at=_f(k_pos // g), mask=lambda i, j: j < edge)]
         return [Part(q_at=_f(q_pos), k_at=_f(k_pos), mask=_near(self.window)),
                 Part(q_at=_f(q_pos // g + self._shift()), k_at=_f(k_pos // g), mask=_far(self.window))]
 

@@ -15,6 +15,7 @@ what differed; nothing is left patched.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -137,9 +138,17 @@ def _main_output(out: Any) -> torch.Tensor:
     raise PatchVerificationError(f"model output {type(out).__name__} has neither logits nor last_hidden_state.")
 
 
+@functools.lru_cache(maxsize=256)
+def _cache_arg(forward: Any) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
 def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
     """``{name: cache}`` for ``model.forward``: transformers 5.24 renamed ``past_key_values`` to ``cache``."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    fwd = model.forward
+    # keyed on the class's function, never the bound method: the cache must not keep models alive
+    func = getattr(fwd, "__func__", None)
+    return {(_cache_arg(func) if func is not None else _cache_arg.__wrapped__(fwd)): cache}
 
 
 def returned_cache(out: Any) -> Any:
