@@ -114,6 +114,9 @@ def test_llama_cpp_flag_semantics():
     ("--rope-scael 4", "Did you mean"),
     ("--rope-scale", "needs a value"),
     ("--rope-scaling linear --rope-scale four", "needs a number"),
+    ("--rope-freq-base 1e4 --grp-attn-n 4 --grp-attn-w 512", "Self-Extend"),  # moves positions: never skipped
+    ("-c 32768 -gan 4 -gaw 512", "compat='llama.cpp'"),
+    ("--grp-attn-w=512", "--grp-attn-w"),
 ])
 def test_bad_flags_raise(args, match):
     kw = {"head_dim": 64} if "no base" in match else {"head_dim": 64, "base": 1e4}

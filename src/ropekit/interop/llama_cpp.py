@@ -34,6 +34,9 @@ LLAMA_CPP_FLAGS = (
     "--yarn-ext-factor", "--yarn-attn-factor", "--yarn-beta-slow", "--yarn-beta-fast",
 )
 
+#: llama-cli's Self-Extend flags (long and short): refused by the reader, never skipped (they move positions)
+_SELF_EXTEND_FLAGS = ("--grp-attn-n", "--grp-attn-w", "-gan", "-gaw")
+
 
 def _num(x: float) -> str:
     return repr(float(x)) if not float(x).is_integer() else str(int(x))
@@ -93,6 +96,13 @@ def parse_llama_cpp_args(args: Sequence[str] | str) -> dict[str, str]:
     it = iter(range(len(args)))
     for i in it:
         tok = args[i]
+        if tok.partition("=")[0] in _SELF_EXTEND_FLAGS:
+            raise ValueError(
+                f"{tok.partition('=')[0]} is llama-cli's Self-Extend: it moves cached positions between batches, "
+                "which no RoPE config expresses. Model it with ropekit.SelfExtend(group_size=<--grp-attn-n>, "
+                "window=<--grp-attn-w>, compat='llama.cpp'), and check the engine first: llama-cpp-python 0.3.36's "
+                "llama.cpp re-rotates grouped keys the wrong way (ropekit.interop.llama_cpp_self_extend)."
+            )
         if not tok.startswith("--"):
             continue
         name, eq, val = tok.partition("=")
