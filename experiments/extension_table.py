@@ -34,11 +34,21 @@ def paired_ratio(a: dict, b: dict, bucket: int, *, n_boot: int = 2000, seed: int
     return math.exp(float((sa.sum() - sb.sum()) / c.sum())), float(q[0]), float(q[1])
 
 
+#: row order when the folder was filled by several runs (summary.json then names only the last run's methods)
+FAMILIES = ("none", "linear", "ntk", "dynamic", "yarn", "self-extend", "dca", "rerope", "leaky-rerope", "dynamic-yarn")
+
+
 def _ordered(folder: Path, labels: dict) -> list:
-    """``labels.items()`` in the command's method order (summary.json, once a run has finished)."""
+    """``labels.items()`` in the command's method order (summary.json) when it names them all, else by family."""
     summary = folder / "summary.json"
     order = list(json.loads(summary.read_text())["methods"]) if summary.exists() else []
-    return sorted(labels.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    if not set(labels) <= set(order):
+        def family(label: str) -> int:
+            base = label.split("@")[0]
+            return FAMILIES.index(base) if base in FAMILIES else len(FAMILIES)
+
+        order = sorted(labels, key=lambda lb: (family(lb), lb))
+    return sorted(labels.items(), key=lambda kv: order.index(kv[0]))
 
 
 def ratios(folder: Path, against: str) -> str:
