@@ -19,7 +19,8 @@ from ropekit.extension.methods import Part
 from ropekit.interop.llama_cpp_self_extend import (
     hf_batched_losses,
     llama_cpp_self_extend_losses,
-    self_extend_parity,
+    parity_report,
+    self_extend_losses,
 )
 
 G, W, BATCH, N = 8, 64, 128, 1024  # strong grouping inside SmolLM2's 8k context: 14 blocks grouped by the end
@@ -41,10 +42,11 @@ def parity(llama_cpp, smollm2_gguf):
 
     model, tok = ropekit.load_model("smollm2-135m", device="cpu")
     ids = token_windows(tok, resolve_text("stdlib"), N, 1)[0].ids
-    report = self_extend_parity(smollm2_gguf, SE, ids, model=model, n_batch=BATCH)
-    shipped = llama_cpp_self_extend_losses(smollm2_gguf, ids, SE, n_batch=BATCH)
+    losses = self_extend_losses(smollm2_gguf, SE, ids, model=model, n_batch=BATCH)
+    report = parity_report(losses, SE, n_batch=BATCH)
     flipped = hf_batched_losses(model, ids, _SignFlippedSeqDiv(group_size=G, window=W, compat="llama.cpp"),
                                 n_batch=BATCH)
+    shipped = losses["llama.cpp seq_div"]
     report["gap"]["seq_div_vs_sign_flip_model"] = float((shipped - flipped)[W:].abs().double().mean())
     return report
 

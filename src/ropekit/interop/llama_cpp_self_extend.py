@@ -34,7 +34,8 @@ from ropekit.core.validation import check_choice
 from ropekit.extension.methods import SelfExtend
 from ropekit.interop.llama_cpp_run import _ids_list
 
-__all__ = ["hf_batched_losses", "llama_cpp_self_extend_losses", "self_extend_parity"]
+__all__ = ["hf_batched_losses", "llama_cpp_self_extend_losses", "parity_report", "self_extend_losses",
+           "self_extend_parity"]
 
 
 def _check_batch(n_batch: object) -> int:
@@ -147,21 +148,16 @@ def hf_batched_losses(model: Any, tokens: Sequence[int] | torch.Tensor, method: 
             handle.undo()
 
 
-def self_extend_parity(gguf_path: str | os.PathLike[str], method: SelfExtend, tokens: Sequence[int] | torch.Tensor,
-                       *, model: Any, n_batch: int = 512, n_threads: int | None = None) -> dict[str, Any]:
-    """Per-token loss gaps between llama.cpp's Self-Extend and ropekit's ``compat="llama.cpp"``, same ids.
+def self_extend_losses(gguf_path: str | os.PathLike[str], method: SelfExtend, tokens: Sequence[int] | torch.Tensor,
+                       *, model: Any, n_batch: int = 512, n_threads: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-token losses of the same ids under llama.cpp's Self-Extend and ropekit's models of it.
 
-    ``model``: the HF model of the same GGUF (:func:`ropekit.load_model`). llama.cpp runs the schedule twice:
-    grouping with ``seq_div`` (as llama-cli ships) and with per-position ``seq_add`` (the same positions). The
-    gaps are mean absolute per-token loss differences (nats) over the targets past the first window, next
-    to the engines' own noise floor (both without Self-Extend, fed in the same batches) and to ropekit's
-    paper mode and no Self-Extend (what a wrong model of llama.cpp would look like). ``seq_div_ok``: whether
-    the shipped ``seq_div`` path is within twice the noise floor of ropekit's model.
+    ``model``: the HF model of the same GGUF (:func:`ropekit.load_model`). Keys: ``"llama.cpp seq_div"`` (the
+    schedule as llama-cli ships it), ``"llama.cpp seq_add"`` (the same positions moved one at a time),
+    ``"llama.cpp none"``, ``"ropekit llama.cpp mode"``, ``"ropekit paper mode"`` (one forward) and
+    ``"ropekit none"``; everything but the paper mode is fed in ``n_batch``-token batches.
 
-    >>> se = SelfExtend(group_size=8, window=64, compat="llama.cpp")
-    >>> r = self_extend_parity("model.gguf", se, ids, model=model, n_batch=128)  # doctest: +SKIP
-    >>> r["gap"]["seq_add"] <= 1.5 * r["noise_floor"]  # doctest: +SKIP
-    True
+    >>> losses = self_extend_losses("model.gguf", se, ids, model=model, n_batch=128)  # doctest: +SKIP
     """
     from ropekit.eval.perplexity import token_losses
     from ropekit.interop.llama_cpp_run import llama_cpp_token_losses
@@ -169,31 +165,54 @@ def self_extend_parity(gguf_path: str | os.PathLike[str], method: SelfExtend, to
 
     se = _check_method(method)
     ids = torch.tensor(_ids_list(tokens), dtype=torch.long)
-    t0 = time.perf_counter()
-    cpp = {d: llama_cpp_self_extend_losses(gguf_path, ids, se, n_batch=n_batch, n_threads=n_threads, division=d)
-           for d in ("seq_div", "seq_add")}
-    cpp_none = llama_cpp_token_losses(gguf_path, ids, [], n_threads=n_threads, n_batch=n_batch)
-    hf = hf_batched_losses(model, ids, se, n_batch=n_batch)
-    hf_none = hf_batched_losses(model, ids, None, n_batch=n_batch)
+    out = {f"llama.cpp {d}": llama_cpp_self_extend_losses(gguf_path, ids, se, n_batch=n_batch, n_threads=n_threads,
+                                                          division=d) for d in ("seq_div", "seq_add")}
+    out["llama.cpp none"] = llama_cpp_token_losses(gguf_path, ids, [], n_threads=n_threads, n_batch=n_batch)
+    out["ropekit llama.cpp mode"] = hf_batched_losses(model, ids, se, n_batch=n_batch)
     with patch(model, SelfExtend(group_size=se.group_size, window=se.window)):
-        hf_paper = token_losses(model, ids)
+        out["ropekit paper mode"] = token_losses(model, ids)
+    out["ropekit none"] = hf_batched_losses(model, ids, None, n_batch=n_batch)
+    return out
+
+
+def parity_report(losses: dict[str, torch.Tensor], method: SelfExtend, *, n_batch: int) -> dict[str, Any]:
+    """Mean absolute per-token loss gaps (nats) of :func:`self_extend_losses`, over the targets past the window.
+
+    The noise floor is the two engines without Self-Extend; ``seq_div_ok``: whether the shipped ``seq_div``
+    path is within twice the noise floor of ropekit's model.
+    """
+    se = _check_method(method)
     past = slice(se.window, None)  # targets whose queries see grouped keys in some batch
 
-    def gap(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float((a[past] - b[past]).abs().double().mean())
+    def gap(a: str, b: str) -> float:
+        return float((losses[a][past] - losses[b][past]).abs().double().mean())
 
-    noise = gap(cpp_none, hf_none)
+    noise = gap("llama.cpp none", "ropekit none")
+    seq_div = gap("llama.cpp seq_div", "ropekit llama.cpp mode")
     return {
-        "group_size": se.group_size, "window": se.window, "n_batch": n_batch, "n_tokens": int(ids.numel()),
-        "noise_floor": noise,
-        "gap": {"seq_add": gap(cpp["seq_add"], hf), "seq_div": gap(cpp["seq_div"], hf),
-                "seq_add_vs_paper_mode": gap(cpp["seq_add"], hf_paper),
-                "seq_add_vs_no_self_extend": gap(cpp["seq_add"], hf_none)},
-        "mean_loss": {"llama.cpp seq_div": float(cpp["seq_div"][past].mean()),
-                      "llama.cpp seq_add": float(cpp["seq_add"][past].mean()),
-                      "ropekit llama.cpp mode": float(hf[past].mean()),
-                      "ropekit paper mode": float(hf_paper[past].mean()),
-                      "llama.cpp none": float(cpp_none[past].mean()), "ropekit none": float(hf_none[past].mean())},
-        "seq_div_ok": gap(cpp["seq_div"], hf) <= 2 * noise,
-        "seconds": time.perf_counter() - t0,
+        "group_size": se.group_size, "window": se.window, "n_batch": n_batch,
+        "n_tokens": int(losses["ropekit none"].numel()) + 1, "noise_floor": noise,
+        "gap": {"seq_add": gap("llama.cpp seq_add", "ropekit llama.cpp mode"), "seq_div": seq_div,
+                "seq_add_vs_paper_mode": gap("llama.cpp seq_add", "ropekit paper mode"),
+                "seq_add_vs_no_self_extend": gap("llama.cpp seq_add", "ropekit none")},
+        "mean_loss": {k: float(v[past].mean()) for k, v in losses.items()},
+        "seq_div_ok": seq_div <= 2 * noise,
     }
+
+
+def self_extend_parity(gguf_path: str | os.PathLike[str], method: SelfExtend, tokens: Sequence[int] | torch.Tensor,
+                       *, model: Any, n_batch: int = 512, n_threads: int | None = None) -> dict[str, Any]:
+    """:func:`parity_report` of :func:`self_extend_losses`, with the seconds both took.
+
+    The gaps are llama.cpp's Self-Extend against ropekit's ``compat="llama.cpp"`` (``seq_add``, and ``seq_div``
+    as shipped), next to the engines' noise floor and to ropekit's paper mode and no Self-Extend (what a wrong
+    model of llama.cpp would look like).
+
+    >>> se = SelfExtend(group_size=8, window=64, compat="llama.cpp")
+    >>> r = self_extend_parity("model.gguf", se, ids, model=model, n_batch=128)  # doctest: +SKIP
+    >>> r["gap"]["seq_add"] <= 1.5 * r["noise_floor"]  # doctest: +SKIP
+    True
+    """
+    t0 = time.perf_counter()
+    losses = self_extend_losses(gguf_path, method, tokens, model=model, n_batch=n_batch, n_threads=n_threads)
+    return {**parity_report(losses, method, n_batch=n_batch), "seconds": time.perf_counter() - t0}
